@@ -1,0 +1,63 @@
+"""The project's exceptions.
+
+BridgeError
+ ├── ConfigError          the configuration file is invalid (message names the key path)
+ ├── DecodeError          register words cannot be a value of the requested type or length
+ └── ModbusError          a Modbus transaction failed
+      ├── ModbusTimeout       no (valid) answer within the timeout, after retries
+      ├── ModbusExceptionReply the meter answered with a Modbus exception code
+      ├── ModbusFrameError    the answer was malformed (length, unit id, function code)
+      └── BusUnavailable      the port or gateway cannot be opened or connected
+"""
+
+from __future__ import annotations
+
+
+class BridgeError(Exception):
+    """Base class of every error the bridge raises on purpose."""
+
+
+class ConfigError(BridgeError):
+    """The configuration is invalid; ``str()`` is the message for the user."""
+
+
+class DecodeError(BridgeError):
+    """Register words do not decode to a value."""
+
+
+class ModbusError(BridgeError):
+    """A Modbus transaction failed."""
+
+
+class ModbusTimeout(ModbusError):
+    """The meter did not answer in time."""
+
+
+class ModbusFrameError(ModbusError):
+    """The answer was malformed or did not match the request."""
+
+
+class BusUnavailable(ModbusError):
+    """The serial port or the TCP gateway cannot be reached."""
+
+
+EXCEPTION_NAMES = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "server device failure",
+    5: "acknowledge",
+    6: "server device busy",
+    10: "gateway path unavailable",
+    11: "gateway target device failed to respond",
+}
+
+
+class ModbusExceptionReply(ModbusError):
+    """The meter answered with a Modbus exception."""
+
+    def __init__(self, code: int, context: str = "") -> None:
+        self.code = code
+        name = EXCEPTION_NAMES.get(code, "unknown exception")
+        where = f" ({context})" if context else ""
+        super().__init__(f"Modbus exception {code:02d}: {name}{where}")

@@ -1,0 +1,339 @@
+"""The Modbus edge: one client per bus, one transaction at a time, the wire's silence respected.
+
+pymodbus sends a request as soon as it is asked to. On an RS-485 line the next request must wait
+3.5 character times after the last byte of the previous response (t3.5; fixed at 1.75 ms above
+19200 baud), or the meters see one long garbled frame. This module adds that silence, bounded
+timeouts, its own retries (so that retries also respect the silence), answer validation, and
+reconnection after a serial adapter is unplugged or a gateway restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import struct
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+from pymodbus.framer import FramerType
+from pymodbus.pdu import ExceptionResponse, ModbusPDU
+from pymodbus.pdu.other_message import ReportDeviceIdRequest
+
+from .errors import (
+    BusUnavailable,
+    ModbusError,
+    ModbusExceptionReply,
+    ModbusFrameError,
+    ModbusTimeout,
+)
+
+log = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------------------------------------
+# Links and timing
+
+
+@dataclass(frozen=True, slots=True)
+class SerialLink:
+    device: str
+    baudrate: int = 19200
+    parity: str = "N"
+    stopbits: int = 1
+    bytesize: int = 8
+
+    def describe(self) -> str:
+        return f"{self.device} {self.baudrate} {self.bytesize}{self.parity}{self.stopbits}"
+
+
+@dataclass(frozen=True, slots=True)
+class TcpLink:
+    host: str
+    port: int = 502
+    #: RTU frames over a TCP socket (a transparent serial gateway) instead of Modbus TCP.
+    rtu: bool = False
+    #: Serial speed behind a transparent gateway, for the inter-frame silence.
+    baudrate: int = 19200
+    parity: str = "N"
+    stopbits: int = 1
+
+    def describe(self) -> str:
+        kind = "rtu-over-tcp" if self.rtu else "tcp"
+        return f"{kind} {self.host}:{self.port}"
+
+
+Link = SerialLink | TcpLink
+
+
+def char_bits(parity: str, stopbits: int, bytesize: int = 8) -> int:
+    """Bits on the wire per character: start + data + parity + stop."""
+    return 1 + bytesize + (0 if parity.upper() == "N" else 1) + stopbits
+
+
+def silence_s(baudrate: int, parity: str = "N", stopbits: int = 1) -> float:
+    """The t3.5 inter-frame silence (Modbus over serial line, section 2.5.1.1)."""
+    if baudrate > 19200:
+        return 0.00175
+    return 3.5 * char_bits(parity, stopbits) / baudrate
+
+
+def link_silence_s(link: Link) -> float:
+    if isinstance(link, SerialLink):
+        return silence_s(link.baudrate, link.parity, link.stopbits)
+    if link.rtu:
+        return silence_s(link.baudrate, link.parity, link.stopbits)
+    return 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Report Slave ID (0x11) in the form the Series 4000 sends: count, slave id, run status, text.
+
+
+class SlaveIdResponse(ModbusPDU):  # type: ignore[misc]
+    function_code = 0x11
+    rtu_byte_count_pos = 2
+
+    def __init__(self, slave_id: int = 0, running: bool = True, text: bytes = b"",
+                 dev_id: int = 1, transaction_id: int = 0) -> None:
+        super().__init__(transaction_id=transaction_id, dev_id=dev_id)
+        self.slave_id = slave_id
+        self.running = running
+        self.text = text
+
+    def encode(self) -> bytes:
+        body = bytes([self.slave_id, 0xFF if self.running else 0x00]) + self.text
+        return bytes([len(body)]) + body
+
+    def decode(self, data: bytes) -> None:
+        count = data[0]
+        if count < 2 or len(data) < count + 1:
+            raise ValueError(f"report slave id: byte count {count} for {len(data) - 1} bytes")
+        self.slave_id = data[1]
+        self.running = data[2] == 0xFF
+        self.text = bytes(data[3:count + 1])
+
+
+@dataclass(frozen=True, slots=True)
+class SlaveId:
+    slave_id: int
+    running: bool
+    text: str
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics
+
+
+@dataclass(slots=True)
+class BusStats:
+    requests: int = 0
+    errors: int = 0
+    timeouts: int = 0
+    retries: int = 0
+    reconnects: int = 0
+    latency_ms: float = 0.0  # exponentially weighted mean of successful transactions
+    busy_s: float = 0.0
+    per_unit_errors: dict[int, int] = field(default_factory=dict)
+
+    def record_ok(self, seconds: float) -> None:
+        self.requests += 1
+        self.busy_s += seconds
+        ms = seconds * 1000.0
+        self.latency_ms = ms if self.latency_ms == 0 else 0.9 * self.latency_ms + 0.1 * ms
+
+
+# ---------------------------------------------------------------------------------------------
+# The client
+
+
+class BusClient:
+    """One Modbus master on one bus: serial port, Modbus TCP, or RTU over TCP."""
+
+    def __init__(self, link: Link, *, timeout: float = 1.0, retries: int = 1,
+                 name: str = "bus", clock: Callable[[], float] = time.monotonic) -> None:
+        self.link = link
+        self.name = name
+        self.timeout = timeout
+        self.retries = retries
+        self.silence = link_silence_s(link)
+        self.stats = BusStats()
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._quiet_until = 0.0
+        self._client: AsyncModbusSerialClient | AsyncModbusTcpClient | None = None
+        self._reconnect_delay = 0.0
+
+    # -- connection ------------------------------------------------------------------------
+
+    def _make_client(self) -> AsyncModbusSerialClient | AsyncModbusTcpClient:
+        # pymodbus retries and reconnects are off: this class does both, so that a retry also
+        # waits out the line's silence and a dead gateway does not loop inside pymodbus.
+        common: dict[str, Any] = {"timeout": self.timeout, "retries": 0,
+                                  "reconnect_delay": 0, "name": self.name}
+        client: AsyncModbusSerialClient | AsyncModbusTcpClient
+        if isinstance(self.link, SerialLink):
+            client = AsyncModbusSerialClient(
+                self.link.device, framer=FramerType.RTU, baudrate=self.link.baudrate,
+                parity=self.link.parity, stopbits=self.link.stopbits,
+                bytesize=self.link.bytesize, **common)
+        else:
+            framer = FramerType.RTU if self.link.rtu else FramerType.SOCKET
+            client = AsyncModbusTcpClient(self.link.host, port=self.link.port, framer=framer,
+                                          **common)
+        client.register(SlaveIdResponse)
+        # A silent meter must never make pymodbus drop the connection shared by the others.
+        client.set_max_no_responses(1 << 30)
+        return client
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and bool(self._client.connected)
+
+    async def connect(self) -> None:
+        """Open the port or connection; raise :class:`BusUnavailable` if that fails."""
+        if self.connected:
+            return
+        if self._client is not None:
+            self._client.close()
+        self._client = self._make_client()
+        try:
+            ok = await self._client.connect()
+        except (OSError, ModbusException) as exc:
+            ok = False
+            reason: str = str(exc)
+        else:
+            reason = "connection refused or device missing"
+        if not ok:
+            self._client.close()
+            self._client = None
+            raise BusUnavailable(f"{self.link.describe()}: cannot connect ({reason})")
+        self.stats.reconnects += 1
+        self._quiet_until = self._clock() + self.silence
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # -- transactions ----------------------------------------------------------------------
+
+    async def _wait_silence(self) -> None:
+        delay = self._quiet_until - self._clock()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def _transact(self, unit: int, what: str,
+                        send: Callable[[Any], Awaitable[Any]]) -> Any:
+        async with self._lock:
+            last_error: ModbusError | None = None
+            for attempt in range(self.retries + 1):
+                if attempt:
+                    self.stats.retries += 1
+                await self.connect()
+                await self._wait_silence()
+                started = self._clock()
+                try:
+                    response = await asyncio.wait_for(send(self._client),
+                                                      self.timeout + 0.5)
+                except (ModbusIOException, TimeoutError) as exc:
+                    last_error = ModbusTimeout(f"unit {unit}: no answer to {what} ({exc})"
+                                               if not isinstance(exc, TimeoutError)
+                                               else f"unit {unit}: no answer to {what}")
+                    self.stats.timeouts += 1
+                    # A late answer may still be on its way: let the line settle and drop it.
+                    self._quiet_until = self._clock() + max(self.silence, 0.02)
+                    if self._client is not None:
+                        self._client.ctx.recv_buffer = b""
+                    continue
+                except ConnectionException as exc:
+                    self.close()
+                    last_error = BusUnavailable(f"{self.link.describe()}: {exc}")
+                    continue
+                except (ModbusException, ValueError, struct.error, IndexError) as exc:
+                    last_error = ModbusFrameError(f"unit {unit}: bad answer to {what}: {exc}")
+                    continue
+                finally:
+                    self._quiet_until = max(self._quiet_until, self._clock() + self.silence)
+                if isinstance(response, ExceptionResponse) or response.isError():
+                    self.stats.record_ok(self._clock() - started)
+                    raise ModbusExceptionReply(response.exception_code, f"unit {unit}, {what}")
+                if getattr(response, "dev_id", unit) not in (unit, 0):
+                    last_error = ModbusFrameError(
+                        f"unit {unit}: answer came from unit {response.dev_id}")
+                    continue
+                self.stats.record_ok(self._clock() - started)
+                return response
+            self.stats.errors += 1
+            self.stats.per_unit_errors[unit] = self.stats.per_unit_errors.get(unit, 0) + 1
+            assert last_error is not None
+            raise last_error
+
+    async def read_registers(self, unit: int, address: int, count: int,
+                             function: int = 3) -> list[int]:
+        """Read ``count`` registers from 0-based ``address`` (function 0x03 or 0x04)."""
+        what = f"read of {count} registers at {address}"
+
+        async def send(client: Any) -> Any:
+            if function == 4:
+                return await client.read_input_registers(address, count=count, device_id=unit)
+            return await client.read_holding_registers(address, count=count, device_id=unit)
+
+        response = await self._transact(unit, what, send)
+        registers = list(getattr(response, "registers", []))
+        if len(registers) != count:
+            self.stats.errors += 1
+            raise ModbusFrameError(f"unit {unit}: {what} returned {len(registers)} registers")
+        return registers
+
+    async def write_register(self, unit: int, address: int, value: int) -> None:
+        what = f"write of {value} to {address}"
+
+        async def send(client: Any) -> Any:
+            return await client.write_register(address, value, device_id=unit)
+
+        response = await self._transact(unit, what, send)
+        echoed = getattr(response, "registers", [value])
+        if getattr(response, "address", address) != address or list(echoed)[:1] != [value]:
+            raise ModbusFrameError(f"unit {unit}: {what} was echoed wrongly")
+
+    async def report_slave_id(self, unit: int) -> SlaveId:
+        async def send(client: Any) -> Any:
+            return await client.execute(False, ReportDeviceIdRequest(dev_id=unit))
+
+        response = await self._transact(unit, "report slave id", send)
+        if not isinstance(response, SlaveIdResponse):
+            raise ModbusFrameError(f"unit {unit}: unexpected answer to report slave id")
+        text = response.text.decode("ascii", errors="replace").strip("\x00 ")
+        return SlaveId(response.slave_id, response.running, text)
+
+    async def read_device_identification(self, unit: int) -> dict[int, str]:
+        async def send(client: Any) -> Any:
+            return await client.read_device_information(read_code=1, object_id=0,
+                                                        device_id=unit)
+
+        response = await self._transact(unit, "read device identification", send)
+        info = getattr(response, "information", {}) or {}
+        out: dict[int, str] = {}
+        for oid, raw in info.items():
+            if isinstance(raw, bytes):
+                out[int(oid)] = raw.decode("ascii", errors="replace")
+            elif isinstance(raw, list):
+                out[int(oid)] = b"".join(raw).decode("ascii", errors="replace")
+            else:
+                out[int(oid)] = str(raw)
+        return out
+
+
+@contextlib.asynccontextmanager
+async def open_bus(link: Link, **kwargs: Any) -> Any:
+    """``async with open_bus(link) as bus``: a connected client, closed on exit."""
+    bus = BusClient(link, **kwargs)
+    try:
+        await bus.connect()
+        yield bus
+    finally:
+        bus.close()

@@ -1,0 +1,116 @@
+"""The vocabulary of published quantities: one row per state key.
+
+A state key is the contract between the bridge and its users (DESIGN.md §4): it names the
+quantity, its phase and its unit (``power_a_w``: real power, phase A, watts). Units are the ones
+Home Assistant expects for the device class, so a value can be published as read, without
+per-entity conversion in Home Assistant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class StateClass(StrEnum):
+    MEASUREMENT = "measurement"
+    TOTAL_INCREASING = "total_increasing"
+
+
+@dataclass(frozen=True, slots=True)
+class Quantity:
+    """One published value of a meter."""
+
+    key: str
+    name: str
+    unit: str | None
+    device_class: str | None
+    state_class: StateClass | None
+    precision: int
+    phase: str | None = None
+    #: An accumulator: Home Assistant treats any decrease as a meter reset, so the bridge never
+    #: publishes a value lower than the last one unless it knows the meter was reset.
+    monotonic: bool = False
+    diagnostic: bool = False
+    icon: str | None = None
+
+
+def _per_phase(
+    stem: str,
+    name: str,
+    unit: str | None,
+    device_class: str | None,
+    state_class: StateClass | None,
+    precision: int,
+    suffix: str,
+    phases: tuple[str, ...] = ("a", "b", "c"),
+    monotonic: bool = False,
+) -> list[Quantity]:
+    total_key = f"{stem}{suffix}"
+    rows = [Quantity(total_key, name, unit, device_class, state_class, precision, None, monotonic)]
+    for phase in phases:
+        rows.append(
+            Quantity(
+                f"{stem}_{phase}{suffix}",
+                f"{name} {phase.upper()}",
+                unit,
+                device_class,
+                state_class,
+                precision,
+                phase,
+                monotonic,
+            )
+        )
+    return rows
+
+
+_M = StateClass.MEASUREMENT
+_T = StateClass.TOTAL_INCREASING
+
+QUANTITIES: tuple[Quantity, ...] = (
+    *_per_phase("energy", "Energy", "kWh", "energy", _T, 3, "_kwh", monotonic=True),
+    Quantity("reactive_energy_kvarh", "Reactive energy", "kvarh", "reactive_energy", _T, 3,
+             monotonic=True),
+    Quantity("apparent_energy_kvah", "Apparent energy", "kVAh", None, _T, 3, monotonic=True,
+             icon="mdi:flash"),
+    *_per_phase("power", "Power", "W", "power", _M, 0, "_w"),
+    *_per_phase("reactive_power", "Reactive power", "var", "reactive_power", _M, 0, "_var"),
+    *_per_phase("apparent_power", "Apparent power", "VA", "apparent_power", _M, 0, "_va"),
+    *_per_phase("power_factor", "Power factor", None, "power_factor", _M, 3, ""),
+    Quantity("frequency_hz", "Frequency", "Hz", "frequency", _M, 2),
+    Quantity("voltage_ln_v", "Voltage L-N", "V", "voltage", _M, 1),
+    *[Quantity(f"voltage_{p}_v", f"Voltage {p.upper()}", "V", "voltage", _M, 1, p)
+      for p in ("an", "bn", "cn")],
+    Quantity("voltage_ll_v", "Voltage L-L", "V", "voltage", _M, 1),
+    *[Quantity(f"voltage_{p}_v", f"Voltage {p.upper()}", "V", "voltage", _M, 1, p)
+      for p in ("ab", "bc", "ca")],
+    *_per_phase("current", "Current", "A", "current", _M, 2, "_a"),
+    Quantity("demand_power_w", "Demand power", "W", "power", _M, 0),
+    Quantity("demand_reactive_power_var", "Demand reactive power", "var", "reactive_power", _M, 0),
+    Quantity("demand_apparent_power_va", "Demand apparent power", "VA", "apparent_power", _M, 0),
+    Quantity("max_demand_power_w", "Maximum demand power", "W", "power", _M, 0),
+    Quantity("max_demand_reactive_power_var", "Maximum demand reactive power", "var",
+             "reactive_power", _M, 0),
+    Quantity("max_demand_apparent_power_va", "Maximum demand apparent power", "VA",
+             "apparent_power", _M, 0),
+    Quantity("pulse_count", "Pulse count", "pulses", None, _T, 0, monotonic=True,
+             diagnostic=True, icon="mdi:counter"),
+    # Read from the configuration block; diagnostic, not part of the measurement sweep.
+    Quantity("max_power_w", "Theoretical maximum power", "W", "power", None, 0, diagnostic=True),
+    Quantity("pulse_closure_ms", "Pulse closure time", "ms", "duration", None, 0,
+             diagnostic=True),
+    Quantity("energy_reset_count", "Energy resets", None, None, None, 0, diagnostic=True,
+             icon="mdi:restore"),
+    Quantity("power_up_count", "Power-ups", None, None, None, 0, diagnostic=True,
+             icon="mdi:power"),
+)
+
+BY_KEY: dict[str, Quantity] = {q.key: q for q in QUANTITIES}
+
+
+def quantity(key: str) -> Quantity:
+    """Return the vocabulary row for ``key`` (KeyError names the key)."""
+    try:
+        return BY_KEY[key]
+    except KeyError:
+        raise KeyError(f"unknown state key {key!r}") from None
