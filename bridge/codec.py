@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 from .errors import DecodeError
 from .registers import DataType, ReadBlock, Register, WordOrder
@@ -90,8 +91,8 @@ def _power_of_ten(factor: float) -> int:
 def scale(raw: int, exponent: int) -> Value:
     """``raw * 10**exponent``, correctly rounded (1234, -2 -> 12.34, not 12.340000000000002)."""
     if exponent >= 0:
-        return raw * 10**exponent
-    return raw / 10 ** (-exponent)
+        return raw * cast(int, 10**exponent)
+    return raw / cast(int, 10 ** (-exponent))
 
 
 def decode(row: Register, words: Sequence[int], scales: Mapping[int, int]) -> Value | None:

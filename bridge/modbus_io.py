@@ -34,6 +34,10 @@ from .errors import (
 
 log = logging.getLogger(__name__)
 
+# pymodbus logs every unanswered request at error level with a hex dump; on a bus with a dead
+# meter that floods the log. This module reports failures itself, once, with context.
+logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+
 # ---------------------------------------------------------------------------------------------
 # Links and timing
 
@@ -93,7 +97,7 @@ def link_silence_s(link: Link) -> float:
 # Report Slave ID (0x11) in the form the Series 4000 sends: count, slave id, run status, text.
 
 
-class SlaveIdResponse(ModbusPDU):  # type: ignore[misc]
+class SlaveIdResponse(ModbusPDU):
     function_code = 0x11
     rtu_byte_count_pos = 2
 

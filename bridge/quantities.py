@@ -33,6 +33,8 @@ class Quantity:
     monotonic: bool = False
     diagnostic: bool = False
     icon: str | None = None
+    #: A count: published as an integer even when the meter sends a float.
+    integer: bool = False
 
 
 def _per_phase(
@@ -94,7 +96,7 @@ QUANTITIES: tuple[Quantity, ...] = (
     Quantity("max_demand_apparent_power_va", "Maximum demand apparent power", "VA",
              "apparent_power", _M, 0),
     Quantity("pulse_count", "Pulse count", "pulses", None, _T, 0, monotonic=True,
-             diagnostic=True, icon="mdi:counter"),
+             diagnostic=True, icon="mdi:counter", integer=True),
     # Read from the configuration block; diagnostic, not part of the measurement sweep.
     Quantity("max_power_w", "Theoretical maximum power", "W", "power", None, 0, diagnostic=True),
     Quantity("pulse_closure_ms", "Pulse closure time", "ms", "duration", None, 0,

@@ -6,6 +6,7 @@ Keeping the manual's numbers in the profile lets anyone check a row against the 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -135,4 +136,4 @@ def plan_reads(
 def overlapping(registers: Sequence[Register]) -> list[tuple[Register, Register]]:
     """Pairs of rows that claim the same register (a profile error)."""
     rows = sorted(registers, key=lambda r: r.reg)
-    return [(a, b) for a, b in zip(rows, rows[1:], strict=False) if b.reg <= a.last_reg]
+    return [(a, b) for a, b in itertools.pairwise(rows) if b.reg <= a.last_reg]

@@ -201,10 +201,7 @@ class SimulatedMeter:
             pf = min(max(pf, 0.0), 1.0)
             # The voltage that drives the load on this CT: L-N with a neutral, L-L for type 11,
             # the virtual neutral (L-L / sqrt 3) of a delta.
-            if st == 11:
-                drive = abs(vec["a"] - vec["b"])
-            else:
-                drive = abs(vec[p])
+            drive = abs(vec["a"] - vec["b"]) if st == 11 else abs(vec[p])
             s_va = drive * current
             p_w = s_va * pf
             q_var = math.sqrt(max(s_va * s_va - p_w * p_w, 0.0))

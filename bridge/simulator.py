@@ -35,9 +35,6 @@ from .sim_model import SimulatedMeter
 
 log = logging.getLogger(__name__)
 
-# pymodbus logs every unanswered unit at error level; a silent unit is normal on a bus.
-logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-
 
 def _meter_of(context: Any, device_id: int) -> SimulatedMeter | None:
     runtime = getattr(context, "devices", {}).get(device_id)
@@ -46,8 +43,9 @@ def _meter_of(context: Any, device_id: int) -> SimulatedMeter | None:
     return meter if isinstance(meter, SimulatedMeter) else None
 
 
-class _SlaveIdRequest(ReportDeviceIdRequest):  # type: ignore[misc]
-    async def datastore_update(self, context: Any, device_id: int) -> ModbusPDU | None:
+class _SlaveIdRequest(ReportDeviceIdRequest):
+    async def datastore_update(  # type: ignore[override]  # None = stay silent
+            self, context: Any, device_id: int) -> ModbusPDU | None:
         meter = _meter_of(context, device_id)
         if meter is None or not meter.alive:
             return None
@@ -55,8 +53,9 @@ class _SlaveIdRequest(ReportDeviceIdRequest):  # type: ignore[misc]
                                dev_id=device_id, transaction_id=self.transaction_id)
 
 
-class _DeviceInfoRequest(ReadDeviceInformationRequest):  # type: ignore[misc]
-    async def datastore_update(self, context: Any, device_id: int) -> ModbusPDU | None:
+class _DeviceInfoRequest(ReadDeviceInformationRequest):
+    async def datastore_update(  # type: ignore[override]  # None = stay silent
+            self, context: Any, device_id: int) -> ModbusPDU | None:
         meter = _meter_of(context, device_id)
         if meter is None or not meter.alive:
             return None
@@ -125,15 +124,14 @@ class Simulator:
             registers[address - start_address + i] = image.get(address + 1 + i, 0)
         return None
 
+    def _identity(self) -> ModbusDeviceIdentification:
+        firmware = next(iter(self.meters.values())).firmware if self.meters else 0
+        return ModbusDeviceIdentification(info_name={  # type: ignore[no-untyped-call]
+            "VendorName": s4k.MANUFACTURER, "ProductCode": "Series 4000",
+            "MajorMinorRevision": s4k.firmware_label(firmware)})
+
     def _devices(self) -> list[SimDevice]:
-        identity = ModbusDeviceIdentification(info_name={
-            "VendorName": s4k.MANUFACTURER,
-            "ProductCode": "Series 4000",
-            "MajorMinorRevision": s4k.firmware_label(
-                next(iter(self.meters.values())).firmware if self.meters else 0),
-        })
-        devices = [SimDevice(unit, simdata=_layout(), identity=identity,
-                             action=partial(self._action, meter))
+        devices = [SimDevice(unit, simdata=_layout(), action=partial(self._action, meter))
                    for unit, meter in self.meters.items()]
         # Unit 0 catches every id without a meter and stays silent.
         devices.append(SimDevice(0, simdata=_layout(), action=partial(self._action, None)))
@@ -142,19 +140,15 @@ class Simulator:
     # -- front ends ---------------------------------------------------------------------------
 
     async def _serve(self, host: str, port: int, framer: FramerType) -> tuple[str, int]:
-        identity = ModbusDeviceIdentification(info_name={
-            "VendorName": s4k.MANUFACTURER, "ProductCode": "Series 4000",
-            "MajorMinorRevision": s4k.firmware_label(
-                next(iter(self.meters.values())).firmware if self.meters else 0)})
         server = ModbusTcpServer(self._devices(), framer=framer, address=(host, port),
-                                 identity=identity, ignore_missing_devices=True,
+                                 identity=self._identity(), ignore_missing_devices=True,
                                  custom_pdu=[_SlaveIdRequest])
         sub = {k: dict(v) for k, v in server.decoder.pdu_sub_table.items()}
         sub.setdefault(0x2B, {})[0x0E] = (_DeviceInfoRequest, sub[0x2B][0x0E][1])
         server.decoder.pdu_sub_table = sub
         await server.serve_forever(background=True)
         self._servers.append(server)
-        sock = server.transport.sockets[0] if server.transport else None
+        sock = getattr(server.transport, "sockets", [None])[0]
         bound = sock.getsockname() if sock else (host, port)
         return str(bound[0]), int(bound[1])
 

@@ -1,0 +1,60 @@
+# Two commands set everything up on a fresh Debian or Raspberry Pi OS machine:
+#   make demo   simulated meters + local broker + the bridge, live values in the terminal
+#   make test   installs what the tests need (including Mosquitto) and runs the whole suite
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv mosquitto lint typecheck test test-fast demo bench bench-quick soak clean
+
+help:
+	@echo "make demo        run the bridge on simulated meters with a local broker"
+	@echo "make test        lint, type-check and run the whole test suite"
+	@echo "make bench       benchmarks (bus utilisation, CPU, memory), results in bench-results/"
+	@echo "make bench-quick the same figures in under a minute"
+	@echo "make soak        one hour against 63 simulated meters with faults injected"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "Python 3.11 or newer is needed (found $$($(PYTHON) --version))"; exit 1; }
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  echo "python3-venv is missing: sudo apt-get install python3-venv"; exit 1; }
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+# Mosquitto from Debian's packages when it is missing (the tests and the demo start their own
+# broker on a free loopback port; a system broker is not needed and not touched).
+mosquitto:
+	@.ci/ensure-mosquitto
+
+lint: venv
+	$(VENV)/bin/ruff check bridge tests
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+test: venv mosquitto lint typecheck
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests
+
+test-fast: venv
+	$(VENV)/bin/pytest -q -x -p no:cacheprovider tests -m "not slow"
+
+demo: venv mosquitto
+	$(PY) -m bridge demo
+
+bench: venv mosquitto
+	$(PY) -m tests.bench.run --out bench-results/latest.json
+
+bench-quick: venv mosquitto
+	$(PY) -m tests.bench.run --quick --out bench-results/quick.json
+
+soak: venv mosquitto
+	$(PY) -m tests.faults.soak --minutes 60
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,204 @@
+"""Command line: ``python -m bridge <verb>`` (DESIGN.md §4).
+
+Exit codes: 0 success, 1 the meter or bus did not answer, 2 bad arguments or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+
+from . import __version__
+from .errors import BridgeError, DecodeError, ModbusError
+from .modbus_io import BusClient, Link, SerialLink, TcpLink
+
+EXIT_OK, EXIT_NO_ANSWER, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad command line arguments (exit 2)."""
+
+
+def parse_host_port(text: str, default_port: int = 502) -> tuple[str, int]:
+    """``host:port``, ``host`` or ``[v6]:port``."""
+    host, port = text, default_port
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise UsageError(f"{text!r}: missing ']' in IPv6 address")
+        host, rest = text[1:end], text[end + 1:]
+        if rest:
+            if not rest.startswith(":"):
+                raise UsageError(f"{text!r}: expected ':port' after ']'")
+            port = _port(rest[1:], text)
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+        port = _port(port_text, text)
+    if not host:
+        raise UsageError(f"{text!r}: missing host")
+    return host, port
+
+
+def _port(text: str, whole: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise UsageError(f"{whole!r}: port must be a number 0..65535")
+    return int(text)
+
+
+def parse_units(text: str) -> list[int]:
+    """``1,2,5-7`` -> [1, 2, 5, 6, 7]; every unit 1..247."""
+    units: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo_text, _, hi_text = part.partition("-")
+        try:
+            lo = int(lo_text)
+            hi = int(hi_text) if hi_text else lo
+        except ValueError:
+            raise UsageError(f"units {text!r}: {part!r} is not a number or range") from None
+        if not (1 <= lo <= 247 and 1 <= hi <= 247 and lo <= hi):
+            raise UsageError(f"units {text!r}: {part!r} is outside 1..247")
+        units.extend(range(lo, hi + 1))
+    if not units:
+        raise UsageError("no unit given")
+    return units
+
+
+def _add_link_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--tcp", metavar="HOST:PORT", help="Modbus TCP")
+    g.add_argument("--rtu-over-tcp", metavar="HOST:PORT",
+                   help="RTU frames through a transparent Ethernet gateway")
+    g.add_argument("--serial", metavar="DEVICE", help="RS-485 adapter, e.g. /dev/ttyUSB0")
+    p.add_argument("--baudrate", type=int, default=19200)
+    p.add_argument("--parity", choices=["N", "E", "O"], default="N")
+    p.add_argument("--stopbits", type=int, choices=[1, 2], default=1)
+    p.add_argument("--timeout", type=float, default=1.0, help="seconds per request")
+
+
+def link_from_args(args: argparse.Namespace) -> Link:
+    if args.serial:
+        return SerialLink(args.serial, args.baudrate, args.parity, args.stopbits)
+    if args.tcp:
+        host, port = parse_host_port(args.tcp)
+        return TcpLink(host, port)
+    host, port = parse_host_port(args.rtu_over_tcp)
+    return TcpLink(host, port, rtu=True, baudrate=args.baudrate, parity=args.parity,
+                   stopbits=args.stopbits)
+
+
+# ---------------------------------------------------------------------------------------------
+# Verbs
+
+
+def cmd_read(args: argparse.Namespace) -> int:
+    from .reader import read_once
+    from .tables import format_reading
+
+    link = link_from_args(args)
+    if not 1 <= args.unit <= 247:
+        raise UsageError("--unit must be 1..247")
+
+    async def run() -> int:
+        bus = BusClient(link, timeout=args.timeout, retries=1)
+        try:
+            reading = await read_once(bus, args.unit)
+        finally:
+            bus.close()
+        if args.json:
+            out = dict(reading.state)
+            out["system_type"] = reading.setup.system_type
+            print(json.dumps(out, sort_keys=True))
+        else:
+            print(format_reading(reading))
+        return EXIT_OK
+
+    return asyncio.run(run())
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from .scan import scan
+
+    link = link_from_args(args)
+    units = parse_units(args.units)
+    return asyncio.run(scan(link, units, timeout=args.timeout, out=sys.stdout))
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from .simulate_cli import run_simulator
+
+    return asyncio.run(run_simulator(args))
+
+
+VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "read": cmd_read,
+    "scan": cmd_scan,
+    "simulate": cmd_simulate,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bridge",
+        description="Leviton Series 4000-K meters (Modbus) to MQTT and Home Assistant.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    p = sub.add_parser("read", help="read one meter once and print its values")
+    _add_link_args(p)
+    p.add_argument("--unit", type=int, required=True, help="Modbus address 1..247")
+    p.add_argument("--json", action="store_true", help="one JSON object of state keys")
+
+    p = sub.add_parser("scan", help="find Series 4000 meters on a bus")
+    _add_link_args(p)
+    p.add_argument("--units", default="1-247", help="e.g. 1-10,20 (default 1-247)")
+    p.set_defaults(timeout=0.3)
+
+    p = sub.add_parser("simulate", help="serve simulated Series 4000-K meters")
+    p.add_argument("--tcp", metavar="HOST:PORT", action="append", default=[])
+    p.add_argument("--rtu-over-tcp", metavar="HOST:PORT", action="append", default=[])
+    p.add_argument("--pty", action="store_true", help="RTU on a pseudo-terminal")
+    p.add_argument("--units", default="1")
+    p.add_argument("--system-type", default="40",
+                   help="one type for all units, or one per unit: 40,12,10")
+    p.add_argument("--frozen", action="store_true", help="values do not move")
+    p.add_argument("--per-phase-without-neutral", action="store_true",
+                   help="report per-phase power in types 11 and 31 instead of QNAN")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return VERBS[args.verb](args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ModbusError, DecodeError) as exc:
+        # The meter did not answer, or answered something that is not a Series 4000 reply.
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_NO_ANSWER
+    except BridgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
