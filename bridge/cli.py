@@ -12,10 +12,14 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import BridgeError, DecodeError, ModbusError
 from .modbus_io import BusClient, Link, SerialLink, TcpLink
+
+if TYPE_CHECKING:
+    from .config import Config
 
 EXIT_OK, EXIT_NO_ANSWER, EXIT_USAGE = 0, 1, 2
 
@@ -137,7 +141,58 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return asyncio.run(run_simulator(args))
 
 
+def _load(path: str) -> Config:
+    from .config import load_config
+
+    return load_config(path)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    meters = sum(len(b.meters) for b in config.buses)
+    print(f"{args.config}: valid")
+    print(f"  MQTT {config.mqtt.host}:{config.mqtt.effective_port} as {config.client_id}"
+          f"{' with TLS' if config.mqtt.tls else ''}"
+          f"{' user ' + config.mqtt.username if config.mqtt.username else ''}")
+    for bus in config.buses:
+        where = bus.device if bus.transport == "rtu" else f"{bus.host}:{bus.port}"
+        print(f"  bus {bus.name}: {bus.transport} {where}, "
+              + ", ".join(f"{m.name} (unit {m.unit})" for m in bus.meters))
+    for p in config.pulse_inputs:
+        print(f"  pulse input {p.name}: line {p.line}")
+    for a in config.alarm_inputs:
+        print(f"  alarm input {a.name}: line {a.line}")
+    print(f"  {len(config.buses)} bus(es), {meters} meter(s)")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .service import Service
+
+    config = _load(args.config)
+    if not args.verbose:
+        logging.getLogger().setLevel(config.log_level.upper())
+
+    async def run() -> int:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        await Service(config).run(stop)
+        return EXIT_OK
+
+    return asyncio.run(run())
+
+
+def cmd_print_discovery(args: argparse.Namespace) -> int:
+    from .print_discovery import print_discovery
+
+    config = _load(args.config)
+    return asyncio.run(print_discovery(config, args.system_type, sys.stdout))
+
+
 VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": cmd_run,
+    "check-config": cmd_check_config,
+    "print-discovery": cmd_print_discovery,
     "read": cmd_read,
     "scan": cmd_scan,
     "simulate": cmd_simulate,
@@ -151,6 +206,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0)
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    p = sub.add_parser("run", help="run the bridge (the service)")
+    p.add_argument("--config", required=True, metavar="FILE")
+
+    p = sub.add_parser("check-config", help="validate a configuration file")
+    p.add_argument("config", metavar="FILE")
+
+    p = sub.add_parser("print-discovery",
+                       help="print the Home Assistant discovery messages the bridge would send")
+    p.add_argument("--config", required=True, metavar="FILE")
+    p.add_argument("--system-type", type=int, choices=[10, 11, 12, 31, 40],
+                   help="assume this wiring instead of reading it from each meter")
 
     p = sub.add_parser("read", help="read one meter once and print its values")
     _add_link_args(p)
@@ -193,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BridgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, BrokenPipeError):
         return EXIT_OK
 
 

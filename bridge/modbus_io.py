@@ -230,11 +230,11 @@ class BusClient:
         if delay > 0:
             await asyncio.sleep(delay)
 
-    async def _transact(self, unit: int, what: str,
-                        send: Callable[[Any], Awaitable[Any]]) -> Any:
+    async def _transact(self, unit: int, what: str, send: Callable[[Any], Awaitable[Any]],
+                        retries: int | None = None) -> Any:
         async with self._lock:
             last_error: ModbusError | None = None
-            for attempt in range(self.retries + 1):
+            for attempt in range((self.retries if retries is None else retries) + 1):
                 if attempt:
                     self.stats.retries += 1
                 await self.connect()
@@ -277,7 +277,7 @@ class BusClient:
             raise last_error
 
     async def read_registers(self, unit: int, address: int, count: int,
-                             function: int = 3) -> list[int]:
+                             function: int = 3, retries: int | None = None) -> list[int]:
         """Read ``count`` registers from 0-based ``address`` (function 0x03 or 0x04)."""
         what = f"read of {count} registers at {address}"
 
@@ -286,7 +286,7 @@ class BusClient:
                 return await client.read_input_registers(address, count=count, device_id=unit)
             return await client.read_holding_registers(address, count=count, device_id=unit)
 
-        response = await self._transact(unit, what, send)
+        response = await self._transact(unit, what, send, retries)
         registers = list(getattr(response, "registers", []))
         if len(registers) != count:
             self.stats.errors += 1

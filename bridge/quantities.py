@@ -71,8 +71,9 @@ _T = StateClass.TOTAL_INCREASING
 
 QUANTITIES: tuple[Quantity, ...] = (
     *_per_phase("energy", "Energy", "kWh", "energy", _T, 3, "_kwh", monotonic=True),
-    Quantity("reactive_energy_kvarh", "Reactive energy", "kvarh", "reactive_energy", _T, 3,
-             monotonic=True),
+    # Home Assistant 2025.4 has no reactive-energy device class: kvarh without one.
+    Quantity("reactive_energy_kvarh", "Reactive energy", "kvarh", None, _T, 3,
+             monotonic=True, icon="mdi:flash-outline"),
     Quantity("apparent_energy_kvah", "Apparent energy", "kVAh", None, _T, 3, monotonic=True,
              icon="mdi:flash"),
     *_per_phase("power", "Power", "W", "power", _M, 0, "_w"),
@@ -105,6 +106,10 @@ QUANTITIES: tuple[Quantity, ...] = (
              icon="mdi:restore"),
     Quantity("power_up_count", "Power-ups", None, None, None, 0, diagnostic=True,
              icon="mdi:power"),
+    # Bus statistics kept by the bridge for each meter.
+    Quantity("read_errors", "Read errors", None, None, None, 0, diagnostic=True,
+             icon="mdi:alert-circle-outline", integer=True),
+    Quantity("response_time_ms", "Response time", "ms", "duration", _M, 1, diagnostic=True),
 )
 
 BY_KEY: dict[str, Quantity] = {q.key: q for q in QUANTITIES}

@@ -15,9 +15,8 @@ from bridge.registers import Access, DataType, overlapping
 # tests/test_homeassistant.py).
 HA_UNITS = {
     "energy": {"Wh", "kWh", "MWh", "GWh", "TWh", "MJ", "GJ", "cal", "kcal", "Mcal", "Gcal"},
-    "reactive_energy": {"varh", "kvarh"},
     "power": {"mW", "W", "kW", "MW", "GW", "TW", "BTU/h"},
-    "reactive_power": {"var", "kvar"},
+    "reactive_power": {"var"},
     "apparent_power": {"VA"},
     "power_factor": {"%", None},
     "frequency": {"Hz", "kHz", "MHz", "GHz"},

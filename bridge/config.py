@@ -1,0 +1,363 @@
+"""The configuration file: one YAML document, strict, with errors that name the key.
+
+Unknown keys are errors (a typo must not silently fall back to a default). Strings may contain
+``${NAME}`` to take a secret from the environment. Every error message starts with the key
+path, e.g. ``buses[0].meters[1].unit: must be 1..247``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+
+from .errors import ConfigError
+from .quantities import BY_KEY
+
+NAME_RE = re.compile(r"^[a-z0-9_]+$")
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+#: Characters that would change an MQTT topic's meaning or break it.
+_TOPIC_FORBIDDEN = re.compile(r"[#+\x00]|//|^/|/$|\s")
+
+
+def _name(value: str) -> str:
+    if not NAME_RE.match(value):
+        raise ValueError("must use only a-z, 0-9 and _ (it becomes part of MQTT topics)")
+    return value
+
+
+def _topic(value: str) -> str:
+    if not value or _TOPIC_FORBIDDEN.search(value):
+        raise ValueError("must be a non-empty MQTT topic without wildcards (#, +), spaces, "
+                         "or leading/trailing/double '/'")
+    return value
+
+
+def _in_range(lo: float, hi: float) -> AfterValidator:
+    def check(value: float) -> float:
+        if not lo <= value <= hi:
+            raise ValueError(f"must be {lo:g}..{hi:g}")
+        return value
+    return AfterValidator(check)
+
+
+Name = Annotated[str, AfterValidator(_name)]
+Topic = Annotated[str, AfterValidator(_topic)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsConfig(Strict):
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    #: Skip the server certificate's host name check (self-signed broker on an IP address).
+    insecure: bool = False
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together (client certificate)")
+        for name in ("ca_file", "cert_file", "key_file"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"{name}: {path} is not a readable file")
+        return self
+
+
+class MqttConfig(Strict):
+    host: str = "127.0.0.1"
+    port: Annotated[int, _in_range(1, 65535)] | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    #: Unique per bridge instance; defaults to ``series4000-<bridge_id>``.
+    client_id: str | None = None
+    tls: TlsConfig | None = None
+    base_topic: Topic = "series4000"
+    discovery_prefix: Topic = "homeassistant"
+    discovery: bool = True
+    #: ``device``: one discovery message per meter (Home Assistant >= 2024.12);
+    #: ``component``: one per entity, for older Home Assistant.
+    discovery_mode: Literal["device", "component"] = "device"
+    keepalive: Annotated[int, _in_range(5, 3600)] = 30
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or (8883 if self.tls else 1883)
+
+
+DEFAULT_FAST_KEYS = ("power_w", "power_a_w", "power_b_w", "power_c_w",
+                     "current_a_a", "current_b_a", "current_c_a")
+
+
+class MeterConfig(Strict):
+    name: Name
+    unit: Annotated[int, _in_range(1, 247)]
+    #: Seconds between full reads of the measurements; 0 = as fast as the bus allows.
+    poll_interval: Annotated[float, _in_range(0, 86400)] = 5.0
+    allow_writes: bool = False
+    #: Optional fast tier: these keys are also read every ``fast_interval`` seconds.
+    fast_interval: Annotated[float, _in_range(0.1, 3600)] | None = None
+    fast_keys: tuple[str, ...] = DEFAULT_FAST_KEYS
+    #: Seconds between reads of the configuration block (system type, scales, alarms).
+    config_interval: Annotated[float, _in_range(5, 86400)] = 60.0
+    #: Name shown in Home Assistant (defaults to the meter name).
+    display_name: str | None = None
+
+    @model_validator(mode="after")
+    def _keys(self) -> MeterConfig:
+        unknown = [k for k in self.fast_keys if k not in BY_KEY]
+        if unknown:
+            raise ValueError(f"fast_keys: unknown state key(s) {', '.join(unknown)}")
+        return self
+
+
+class BusConfig(Strict):
+    name: Name
+    transport: Literal["rtu", "tcp", "rtu_over_tcp"]
+    device: str | None = None
+    baudrate: Annotated[int, _in_range(300, 921600)] = 19200
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    host: str | None = None
+    port: Annotated[int, _in_range(1, 65535)] = 502
+    #: Seconds to wait for an answer.
+    timeout: Annotated[float, _in_range(0.05, 30)] = 1.0
+    retries: Annotated[int, _in_range(0, 5)] = 1
+    #: Consecutive failed cycles after which a meter is marked offline and retried with back-off.
+    offline_after: Annotated[int, _in_range(1, 100)] = 3
+    meters: list[MeterConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _transport(self) -> BusConfig:
+        if self.transport == "rtu":
+            if not self.device:
+                raise ValueError("device: required for transport rtu (e.g. /dev/ttyUSB0)")
+            if self.host:
+                raise ValueError("host: only for transports tcp and rtu_over_tcp")
+        else:
+            if not self.host:
+                raise ValueError(f"host: required for transport {self.transport}")
+            if self.device:
+                raise ValueError("device: only for transport rtu")
+        seen: dict[int, str] = {}
+        for i, meter in enumerate(self.meters):
+            if meter.unit in seen:
+                raise ValueError(f"meters[{i}].unit: unit {meter.unit} is already used by "
+                                 f"meter '{seen[meter.unit]}' on this bus")
+            seen[meter.unit] = meter.name
+        return self
+
+
+class GpioInputConfig(Strict):
+    name: Name
+    #: GPIO chip (``gpiochip0``); omit to find the line by name on any chip.
+    chip: str | None = None
+    #: Line name (``GPIO17``) or offset on ``chip`` (17).
+    line: int | str
+    #: Name of the Modbus meter this input is wired to.
+    meter: Name | None = None
+
+
+class PulseInputConfig(GpioInputConfig):
+    #: Wh per pulse; omit when ``meter`` is set to take it from the meter (register 144).
+    wh_per_pulse: Literal[10, 100, 1000, 10000] | None = None
+    edge: Literal["falling", "rising"] = "falling"
+    bias: Literal["pull_up", "pull_down", "disabled"] = "pull_up"
+    debounce_ms: Annotated[float, _in_range(0, 1000)] = 10.0
+    #: Seconds without a pulse after which the power reads 0.
+    power_timeout_s: Annotated[float, _in_range(1, 86400)] = 300.0
+
+    @model_validator(mode="after")
+    def _weight(self) -> PulseInputConfig:
+        if self.wh_per_pulse is None and self.meter is None:
+            raise ValueError("wh_per_pulse: required unless 'meter' names the Modbus meter "
+                             "to read it from")
+        return self
+
+
+class AlarmInputConfig(GpioInputConfig):
+    #: Contact state that means "alarm": the meter's alarm contact is normally closed.
+    active: Literal["open", "closed"] = "open"
+    bias: Literal["pull_up", "pull_down", "disabled"] = "pull_up"
+    debounce_ms: Annotated[float, _in_range(0, 1000)] = 20.0
+
+
+class PublishConfig(Strict):
+    #: Publish a meter's state at least this often even when nothing changed.
+    heartbeat_s: Annotated[float, _in_range(1, 3600)] = 60.0
+    #: Change needed before a value counts as changed, by state key or by unit
+    #: (``W: 5`` or ``power_w: 10``); the key wins over the unit.
+    deadband: dict[str, Annotated[float, _in_range(0, 1e9)]] = Field(default_factory=dict)
+
+
+class Config(Strict):
+    mqtt: MqttConfig = MqttConfig()
+    buses: list[BusConfig] = Field(default_factory=list)
+    pulse_inputs: list[PulseInputConfig] = Field(default_factory=list)
+    alarm_inputs: list[AlarmInputConfig] = Field(default_factory=list)
+    publish: PublishConfig = PublishConfig()
+    state_dir: Path = Path("./state")
+    #: Distinguishes several bridges on one broker (client id, discovery ids).
+    bridge_id: Name = "main"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @model_validator(mode="after")
+    def _cross(self) -> Config:
+        names: dict[str, str] = {}
+        bus_names: set[str] = set()
+        endpoints: dict[str, str] = {}
+        for b, bus in enumerate(self.buses):
+            if bus.name in bus_names:
+                raise ValueError(f"buses[{b}].name: bus '{bus.name}' is defined twice")
+            bus_names.add(bus.name)
+            endpoint = bus.device if bus.transport == "rtu" else f"{bus.host}:{bus.port}"
+            assert endpoint is not None
+            if endpoint in endpoints:
+                raise ValueError(f"buses[{b}]: {endpoint} is already bus "
+                                 f"'{endpoints[endpoint]}' (one owner per port)")
+            endpoints[endpoint] = bus.name
+            for m, meter in enumerate(bus.meters):
+                where = f"buses[{b}].meters[{m}].name"
+                if meter.name in names:
+                    raise ValueError(f"{where}: '{meter.name}' is already used by "
+                                     f"{names[meter.name]}")
+                names[meter.name] = f"a meter on bus '{bus.name}'"
+        inputs: tuple[tuple[str, Sequence[GpioInputConfig]], ...] = (
+            ("pulse_inputs", self.pulse_inputs), ("alarm_inputs", self.alarm_inputs))
+        for kind, items in inputs:
+            for i, item in enumerate(items):
+                if item.name in names:
+                    raise ValueError(f"{kind}[{i}].name: '{item.name}' is already used by "
+                                     f"{names[item.name]}")
+                names[item.name] = f"{kind}[{i}]"
+                if item.meter is not None and item.meter not in self.meter_names():
+                    raise ValueError(f"{kind}[{i}].meter: no meter named '{item.meter}'")
+        lines: dict[str, str] = {}
+        for kind, items in inputs:
+            for i, item in enumerate(items):
+                key = f"{item.chip or '*'}:{item.line}"
+                if key in lines:
+                    raise ValueError(f"{kind}[{i}].line: {item.line} is already used by "
+                                     f"{lines[key]}")
+                lines[key] = f"{kind}[{i}]"
+        return self
+
+    def meter_names(self) -> list[str]:
+        return [m.name for b in self.buses for m in b.meters]
+
+    @property
+    def client_id(self) -> str:
+        return self.mqtt.client_id or f"series4000-{self.bridge_id}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def _expand_env(node: Any, path: str, env: Mapping[str, str]) -> Any:
+    if isinstance(node, str):
+        def repl(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in env:
+                raise ConfigError(f"{path or 'value'}: environment variable {name} is not set")
+            return env[name]
+        return _ENV_RE.sub(repl, node)
+    if isinstance(node, dict):
+        return {k: _expand_env(v, f"{path}.{k}" if path else str(k), env)
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand_env(v, f"{path}[{i}]", env) for i, v in enumerate(node)]
+    return node
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.startswith(("function-after", "function-before", "tagged-union")) or \
+                part in ("int", "str", "float", "bool", "literal", "constrained-int"):
+            continue
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    kind = error.get("type", "")
+    msg = str(error.get("msg", "invalid"))
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required"
+    if kind == "literal_error":
+        expected = error.get("ctx", {}).get("expected", "")
+        return f"must be one of {expected}"
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix):]
+    return msg[0].lower() + msg[1:] if msg else msg
+
+
+#: A model-level check names the key it is about at the start of its message ("device: ...").
+_KEYED_MSG = re.compile(r"^([a-z_]+(?:\[\d+\])?(?:\.[a-z_]+(?:\[\d+\])?)*)(?::|\s*$)\s*(.*)$")
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        where = _loc(tuple(error["loc"]))
+        msg = _message(error)
+        keyed = _KEYED_MSG.match(msg)
+        if keyed and error.get("type") == "value_error":
+            key, rest = keyed.groups()
+            path = f"{where}.{key}" if where and not key.startswith("[") else where + key
+            lines.append(f"{path}: {rest}")
+        else:
+            lines.append(f"{where or 'config'}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
+    """Validate a parsed YAML document (a mapping) into a :class:`Config`."""
+    if data is None:
+        raise ConfigError("config: the file is empty")
+    if not isinstance(data, dict):
+        raise ConfigError("config: the top level must be a mapping of keys (mqtt:, buses:, ...)")
+    data = _expand_env(data, "", os.environ if env is None else env)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}:{where}: not valid YAML: {problem}") from None
+    return parse_config(data, env)
