@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv mosquitto lint typecheck test test-fast demo bench bench-quick soak clean
+.PHONY: help venv mosquitto lint typecheck test test-ha test-fast demo bench bench-quick soak clean
 
 help:
 	@echo "make demo        run the bridge on simulated meters with a local broker"
@@ -39,7 +39,18 @@ typecheck: venv
 	$(VENV)/bin/mypy
 
 test: venv mosquitto lint typecheck
-	$(VENV)/bin/pytest -q -p no:cacheprovider tests
+	$(VENV)/bin/pytest -q -p no:cacheprovider -m "not homeassistant" tests
+
+# Our discovery against a real Home Assistant 2025.4.4 (Python 3.13, a few minutes to install).
+HA_VENV ?= .ha-venv
+HA_PY ?= $(shell command -v python3.13 || echo $(HOME)/.pyenv/versions/3.13.0/bin/python)
+$(HA_VENV)/.installed:
+	$(HA_PY) -m venv $(HA_VENV)
+	$(HA_VENV)/bin/pip install --quiet homeassistant==2025.4.4
+	@touch $@
+
+test-ha: venv mosquitto $(HA_VENV)/.installed
+	HA_PYTHON=$(HA_VENV)/bin/python $(VENV)/bin/pytest -q -p no:cacheprovider -m homeassistant tests
 
 test-fast: venv
 	$(VENV)/bin/pytest -q -x -p no:cacheprovider tests -m "not slow"

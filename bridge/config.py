@@ -141,6 +141,9 @@ class BusConfig(Strict):
     retries: Annotated[int, _in_range(0, 5)] = 1
     #: Consecutive failed cycles after which a meter is marked offline and retried with back-off.
     offline_after: Annotated[int, _in_range(1, 100)] = 3
+    #: First retry of an offline meter after this many seconds, doubling up to ``backoff_max_s``.
+    backoff_s: Annotated[float, _in_range(0.1, 3600)] = 5.0
+    backoff_max_s: Annotated[float, _in_range(1, 86400)] = 300.0
     meters: list[MeterConfig] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -20,8 +20,7 @@ from .quantities import BY_KEY, QUANTITIES, Quantity
 from .topics import Topics
 from .validity import alarm_bits_for
 
-ORIGIN = {"name": "series4000-bridge", "sw": __version__,
-          "url": "https://github.com/series4000-bridge/series4000-bridge"}
+ORIGIN = {"name": "series4000-bridge", "sw": __version__}
 
 #: Bridge-kept diagnostics present for every meter, whatever the wiring.
 BRIDGE_DIAGNOSTICS = ("max_power_w", "pulse_closure_ms", "energy_reset_count", "power_up_count",

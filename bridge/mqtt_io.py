@@ -104,7 +104,7 @@ class MqttLink:
             except OSError as exc:  # TLS files, DNS
                 self._report(f"MQTT broker {self.config.host}: {exc}")
             finally:
-                if self.connected:
+                if self.connected and not stop.is_set():
                     log.warning("MQTT disconnected from %s", self.config.host)
                 self.connected = False
                 # Retained messages are republished from the hub; keep only the others.

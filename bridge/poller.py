@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 DEFAULT_DEADBANDS = {"response_time_ms": 25.0}
 #: Availability changes of one meter are published at most this often.
 AVAILABILITY_MIN_INTERVAL_S = 10.0
-BACKOFF_START_S, BACKOFF_MAX_S = 5.0, 300.0
 ENERGY_KEYS = next(c.resets for c in s4k.COMMANDS if c.key == "reset_energy")
 
 
@@ -70,7 +69,7 @@ class MeterRuntime:
     due: dict[str, float] = field(default_factory=dict)
     failures: int = 0
     online: bool = False
-    backoff: float = BACKOFF_START_S
+    backoff: float = 5.0
     last_error: str | None = None
     errors: int = 0
     response_ms: float | None = None
@@ -102,7 +101,8 @@ class BusPoller:
         self.clock = clock
         now = clock()
         self.meters = {
-            m.name: MeterRuntime(m, f"{unique_prefix}_{m.name}", due={"init": now})
+            m.name: MeterRuntime(m, f"{unique_prefix}_{m.name}", due={"init": now},
+                                 backoff=bus_cfg.backoff_s)
             for m in bus_cfg.meters
         }
         self._wake = asyncio.Event()
@@ -197,7 +197,7 @@ class BusPoller:
         rt.due["full"] = now + rt.cfg.poll_interval
         if rt.cfg.fast_interval is not None and rt.fast_blocks:
             rt.due["fast"] = now + rt.cfg.fast_interval
-        rt.backoff = BACKOFF_START_S
+        rt.backoff = self.cfg.backoff_s
         self._set_online(rt, True)
 
     async def _read_config(self, rt: MeterRuntime) -> None:
@@ -339,4 +339,4 @@ class BusPoller:
         rt.due["init"] = now + rt.backoff
         if rt.online or rt.gate.published is None:
             self._set_online(rt, False)
-        rt.backoff = min(rt.backoff * 2, BACKOFF_MAX_S)
+        rt.backoff = min(rt.backoff * 2, self.cfg.backoff_max_s)

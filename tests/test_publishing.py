@@ -1,0 +1,154 @@
+"""Pure pieces of publishing: topics, change detection, availability gate, discovery, hub."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bridge.announce import Announcer
+from bridge.discovery import (
+    Component,
+    DeviceInfo,
+    component_payloads,
+    device_payload,
+    meter_components,
+    removed_components,
+)
+from bridge.hub import AVAILABILITY, DISCOVERY, STATE, Hub
+from bridge.meter_state import valid_state_keys
+from bridge.publishing import AvailabilityGate, changed, deadband_for, should_publish
+from bridge.topics import Topics
+
+T = Topics()
+
+
+@pytest.mark.parametrize(("topic", "expected"), [
+    ("series4000/main/set/ct_primary_a", ("main", "ct_primary_a")),
+    ("series4000/bridge/set/resend_discovery", ("bridge", "resend_discovery")),
+    ("series4000/main/set/", None),
+    ("series4000/main/set", None),
+    ("series4000/main/state", None),
+    ("series4000/main/set/a/b", None),
+    ("other/main/set/x", None),
+    ("series4000//set/x", None),
+])
+def test_parse_set(topic: str, expected: tuple[str, str] | None) -> None:
+    assert T.parse_set(topic) == expected
+
+
+@pytest.mark.parametrize(("key", "deadbands", "expected"), [
+    ("power_w", {"W": 5}, 5), ("power_w", {"power_w": 10, "W": 5}, 10),
+    ("voltage_an_v", {"W": 5}, 0.0), ("alarms", {"W": 5}, 0.0),
+])
+def test_deadband_for(key: str, deadbands: dict[str, float], expected: float) -> None:
+    assert deadband_for(key, deadbands) == expected
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), [
+    ({"power_w": 100.0}, {"power_w": 104.0}, False),
+    ({"power_w": 100.0}, {"power_w": 106.0}, True),
+    ({"power_w": 100.0}, {"power_w": 100.0, "current_a": 1.0}, True),
+    ({"alarms": []}, {"alarms": ["phase_loss_a"]}, True),
+    ({"ct_output": "1V"}, {"ct_output": "0.333V"}, True),
+    ({"energy_kwh": 1.0}, {"energy_kwh": 1.001}, True),
+])
+def test_changed(old: dict[str, object], new: dict[str, object], expected: bool) -> None:
+    assert changed(old, new, {"W": 5}) is expected
+
+
+def test_heartbeat() -> None:
+    assert should_publish(None, 0, {"a": 1}, 0, 60, {})
+    assert not should_publish({"power_w": 1.0}, 0, {"power_w": 1.0}, 59, 60, {})
+    assert should_publish({"power_w": 1.0}, 0, {"power_w": 1.0}, 60, 60, {})
+
+
+def test_availability_gate_rate_limits_flapping() -> None:
+    gate = AvailabilityGate()
+    gate, out = gate.update(True, 0.0, 10)
+    assert out is True
+    gate, out = gate.update(False, 1.0, 10)
+    assert out is None and gate.pending is False  # held back
+    gate, out = gate.update(True, 2.0, 10)
+    assert out is None and gate.pending is None  # flapped back: nothing to send
+    gate, out = gate.update(False, 3.0, 10)
+    gate, out = gate.flush(5.0, 10)
+    assert out is None
+    gate, out = gate.flush(10.0, 10)
+    assert out is False and gate.published is False
+
+
+def test_meter_components_follow_validity_and_writes() -> None:
+    comps = meter_components("m", "p", valid_state_keys(10), 10, False, T)
+    assert "power_a_w" in comps and "power_b_w" not in comps
+    assert comps["phase_loss_a"].platform == "binary_sensor" and "phase_loss_b" not in comps
+    assert comps["ct_primary_a"].platform == "sensor"
+    assert not [c for c in comps.values() if c.platform in ("select", "number", "button")]
+    writable = meter_components("m", "p", valid_state_keys(10), 10, True, T)
+    assert writable["set_system_type"].platform == "select"
+    assert writable["set_system_type"].config["options"][-1] == "3-phase wye 4-wire (40)"
+    assert writable["set_ct_primary_a"].config["command_topic"] == "series4000/m/set/ct_primary_a"
+    assert writable["reset_energy"].config["payload_press"] == "PRESS"
+    assert "ct_primary_a" not in writable
+    uids = [c.config["unique_id"] for c in writable.values()]
+    assert len(uids) == len(set(uids))
+
+
+def test_device_payload_carries_removal_markers() -> None:
+    device = DeviceInfo("node", "Node")
+    comps = {"power_w": Component("power_w", "sensor", {"name": "Power"})}
+    removed = removed_components({"power_w": "sensor", "power_b_w": "sensor"}, comps)
+    assert removed == {"power_b_w": "sensor"}
+    payload = device_payload(device, comps, removed, ["a", "b"], "st")
+    assert payload["components"]["power_b_w"] == {"platform": "sensor"}
+    assert payload["components"]["power_w"] == {"platform": "sensor", "name": "Power"}
+    assert payload["availability_mode"] == "all"
+
+
+def test_component_mode_payloads() -> None:
+    device = DeviceInfo("node", "Node")
+    comps = {"power_w": Component("power_w", "sensor", {"name": "Power"}),
+             "reset_energy": Component("reset_energy", "button", {"name": "Reset"})}
+    out = component_payloads(device, comps, {"power_b_w": "sensor"}, ["a"], "st", T)
+    sensor = json.loads(out["homeassistant/sensor/node/power_w/config"])
+    assert sensor["state_topic"] == "st" and sensor["device"]["identifiers"] == ["node"]
+    assert "state_topic" not in json.loads(out["homeassistant/button/node/reset_energy/config"])
+    assert out["homeassistant/sensor/node/power_b_w/config"] == ""
+
+
+def test_hub_republishes_in_order() -> None:
+    sent: list[tuple[str, str, bool]] = []
+    hub = Hub()
+    hub.observers.append(lambda t, p, r: sent.append((t, p, r)))
+    hub.retain(STATE, "s", "1")
+    hub.retain(DISCOVERY, "d", "2")
+    hub.retain(AVAILABILITY, "a", "online")
+    hub.send("r", "result")
+    sent.clear()
+    assert hub.republish() == 3
+    assert [t for t, _, _ in sent] == ["d", "a", "s"]
+    hub.retain(DISCOVERY, "d", "")
+    assert hub.get(DISCOVERY, "d") is None and hub.size() == 2
+
+
+def test_announcer_remembers_across_restarts(tmp_path: Path) -> None:
+    store = tmp_path / "discovery.json"
+    hub = Hub()
+    ann = Announcer(hub, T, store=store)
+    device = DeviceInfo("node", "Node")
+    ann.set_device(device, ["a"], "st")
+    ann.set_part("node", "meter", {"power_b_w": Component("power_b_w", "sensor", {})})
+    assert ann.announce("node")
+    assert not ann.announce("node")  # unchanged: not sent again
+    # A new process, after the wiring changed: phase B must be removed in Home Assistant.
+    hub2 = Hub()
+    ann2 = Announcer(hub2, T, store=store)
+    ann2.set_device(device, ["a"], "st")
+    ann2.set_part("node", "meter", {"power_w": Component("power_w", "sensor", {})})
+    ann2.announce("node")
+    payload = json.loads(hub2.get(DISCOVERY, "homeassistant/device/node/config") or "")
+    assert payload["components"]["power_b_w"] == {"platform": "sensor"}
+    # A device that left the configuration is removed.
+    assert ann2.forget_others([]) == ["node"]
+    assert hub2.get(DISCOVERY, "homeassistant/device/node/config") is None
