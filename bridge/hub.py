@@ -39,6 +39,10 @@ class Hub:
             self._retained[group][topic] = payload
         self._send(topic, payload, True)
 
+    def clear(self, topic: str) -> None:
+        """Remove a retained message someone else left on the broker."""
+        self._send(topic, "", True)
+
     def send(self, topic: str, payload: str) -> None:
         """A non-retained message (command results)."""
         self._send(topic, payload, False)

@@ -279,7 +279,7 @@ class BusClient:
     async def read_registers(self, unit: int, address: int, count: int,
                              function: int = 3, retries: int | None = None) -> list[int]:
         """Read ``count`` registers from 0-based ``address`` (function 0x03 or 0x04)."""
-        what = f"read of {count} registers at {address}"
+        what = f"read of {count} registers from register {address + 1}"
 
         async def send(client: Any) -> Any:
             if function == 4:
@@ -293,13 +293,14 @@ class BusClient:
             raise ModbusFrameError(f"unit {unit}: {what} returned {len(registers)} registers")
         return registers
 
-    async def write_register(self, unit: int, address: int, value: int) -> None:
-        what = f"write of {value} to {address}"
+    async def write_register(self, unit: int, address: int, value: int,
+                             retries: int | None = None) -> None:
+        what = f"write of {value} to register {address + 1}"
 
         async def send(client: Any) -> Any:
             return await client.write_register(address, value, device_id=unit)
 
-        response = await self._transact(unit, what, send)
+        response = await self._transact(unit, what, send, retries)
         echoed = getattr(response, "registers", [value])
         if getattr(response, "address", address) != address or list(echoed)[:1] != [value]:
             raise ModbusFrameError(f"unit {unit}: {what} was echoed wrongly")

@@ -19,9 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import codec
+from .commands import Rejection, parse_command
 from .config import BusConfig, MeterConfig, PublishConfig
 from .discovery import DeviceInfo, meter_components
-from .errors import DecodeError, ModbusError
+from .errors import DecodeError, ModbusError, ModbusExceptionReply
 from .hub import AVAILABILITY, STATE, Hub
 from .meter_state import (
     CONFIG_COUNT,
@@ -79,10 +80,19 @@ class MeterRuntime:
     polls: int = 0
     #: Time each quantity was last read (for freshness figures).
     read_at: dict[str, float] = field(default_factory=dict)
+    last_demand_command: float | None = None
+    writes: int = 0
 
     @property
     def name(self) -> str:
         return self.cfg.name
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRequest:
+    meter: str
+    key: str
+    payload: bytes
 
 
 class BusPoller:
@@ -106,14 +116,22 @@ class BusPoller:
             for m in bus_cfg.meters
         }
         self._wake = asyncio.Event()
-        self.commands: asyncio.Queue[object] = asyncio.Queue(maxsize=100)
-        self.command_handler: Callable[[object], object] | None = None
+        self.commands: asyncio.Queue[CommandRequest] = asyncio.Queue(maxsize=100)
         self.cycles = 0
 
     # -- schedule -----------------------------------------------------------------------------
 
     def wake(self) -> None:
         self._wake.set()
+
+    def submit(self, request: CommandRequest) -> bool:
+        """Queue a command for this bus's task (called from MQTT callbacks; never blocks)."""
+        try:
+            self.commands.put_nowait(request)
+        except asyncio.QueueFull:
+            return False
+        self._wake.set()
+        return True
 
     def _next_due(self) -> tuple[MeterRuntime | None, str, float]:
         best: tuple[MeterRuntime | None, str, float] = (None, "", float("inf"))
@@ -130,10 +148,9 @@ class BusPoller:
     async def run(self, stop: asyncio.Event) -> None:
         try:
             while not stop.is_set():
-                if not self.commands.empty() and self.command_handler is not None:
-                    result = self.command_handler(self.commands.get_nowait())
-                    if asyncio.iscoroutine(result):
-                        await result
+                if not self.commands.empty():
+                    # Commands go ahead of every pending read.
+                    await self._execute(self.commands.get_nowait())
                     continue
                 rt, task, due = self._next_due()
                 delay = due - self.clock()
@@ -340,3 +357,71 @@ class BusPoller:
         if rt.online or rt.gate.published is None:
             self._set_online(rt, False)
         rt.backoff = min(rt.backoff * 2, self.cfg.backoff_max_s)
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def publish_result(self, name: str, setting: str, requested: str, ok: bool,
+                       value: object, error: str | None) -> None:
+        payload = {"setting": setting, "requested": requested, "ok": ok, "value": value,
+                   "error": error}
+        self.hub.send(self.topics.result(name), json.dumps(payload))
+        if ok:
+            log.info("%s: %s set to %s", name, setting, value)
+        else:
+            log.warning("%s: %s %r rejected: %s", name, setting, requested, error)
+
+    async def _execute(self, req: CommandRequest) -> None:
+        rt = self.meters[req.meter]
+        now = self.clock()
+        current = rt.setup.settings.get(req.key) if rt.setup else None
+        if not rt.cfg.allow_writes:
+            self.publish_result(rt.name, req.key, req.payload[:64].decode("utf-8", "replace"),
+                                False, current, "writes are disabled for this meter (set "
+                                "allow_writes: true in its configuration)")
+            return
+        parsed = parse_command(req.key, req.payload, rt.setup, now, rt.last_demand_command)
+        if isinstance(parsed, Rejection):
+            self.publish_result(rt.name, parsed.setting, parsed.requested, False, current,
+                                parsed.error)
+            return
+        error: str | None = None
+        before = rt.setup
+        try:
+            # No retry: a write is read back instead, so it is never sent twice.
+            await self.client.write_register(rt.cfg.unit, parsed.reg - 1, parsed.value,
+                                             retries=0)
+            rt.writes += 1
+        except ModbusExceptionReply as exc:
+            error = f"the meter refused {parsed.requested}: {exc}"
+        except ModbusError as exc:
+            error = f"no confirmation from the meter ({exc})"
+        if parsed.is_button and error is None:
+            command = s4k.COMMANDS_BY_KEY[parsed.setting]
+            if command.min_interval_s:
+                rt.last_demand_command = now
+            rt.resets |= set(command.resets)
+        try:
+            words = await self.client.read_registers(rt.cfg.unit, CONFIG_START - 1,
+                                                     CONFIG_COUNT)
+            setup = decode_setup(words)
+        except (ModbusError, DecodeError) as exc:
+            self.publish_result(rt.name, parsed.setting, parsed.requested, False, None,
+                                error or f"written, but the read-back failed: {exc}")
+            return
+        self._apply_setup(rt, setup)
+        value: object = None
+        if parsed.is_button:
+            if error is None and parsed.setting == "reset_energy" and before is not None and \
+                    setup.status.get("energy_reset_count") == \
+                    before.status.get("energy_reset_count"):
+                error = "the meter did not count a reset (register 147 unchanged)"
+        else:
+            value = setup.settings.get(parsed.setting)
+            if error is None and setup.setting_raw(parsed.setting) != parsed.value:
+                error = f"the meter did not take {parsed.requested}; it holds {value}"
+        self.publish_result(rt.name, parsed.setting, parsed.requested, error is None, value,
+                            error)
+        # Show the new set-up now, and read the measurements under it soon.
+        self._publish_state(rt, force=True)
+        if "full" in rt.due:
+            rt.due["full"] = min(rt.due["full"], self.clock())

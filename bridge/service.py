@@ -18,7 +18,7 @@ from .config import BusConfig, Config
 from .hub import Hub
 from .modbus_io import BusClient, Link, SerialLink, TcpLink
 from .mqtt_io import MqttLink
-from .poller import BusPoller, MeterRuntime
+from .poller import BusPoller, CommandRequest, MeterRuntime
 from .topics import BRIDGE, ONLINE, Topics
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,9 @@ class Service:
             for meter in bus.meters:
                 self.poller_of[meter.name] = poller
         self.ha_births = 0
+        self._unknown_logged: set[str] = set()
+        #: Command topics whose retained message we are clearing (their echo is not a command).
+        self._clearing: set[str] = set()
 
     # -- discovery ----------------------------------------------------------------------------
 
@@ -104,6 +107,9 @@ class Service:
         if parsed is None:
             return
         name, setting = parsed
+        if not payload and topic in self._clearing:
+            self._clearing.discard(topic)  # the echo of our own clearing of a retained command
+            return
         if name == BRIDGE:
             if setting == "resend_discovery":
                 count = self.announcer.resend()
@@ -112,8 +118,27 @@ class Service:
         self.handle_command(name, setting, payload, retain)
 
     def handle_command(self, name: str, setting: str, payload: bytes, retain: bool) -> None:
-        """Commands arrive here; the setup-commands layer routes them to the bus's queue."""
-        log.warning("ignoring command %s/%s: commands are not enabled", name, setting)
+        """Hand a command to the task that owns the meter's bus (never touches the bus)."""
+        poller = self.poller_of.get(name)
+        if poller is None:
+            if name not in self._unknown_logged:
+                self._unknown_logged.add(name)
+                log.warning("command for unknown meter %r ignored", name[:64])
+            return
+        requested = payload[:64].decode("utf-8", "replace")
+        if retain:
+            # A retained command would be replayed at every restart of the bridge: refuse it
+            # and clear it from the broker.
+            topic = self.topics.set(name, setting)
+            if len(self._clearing) < 1000:
+                self._clearing.add(topic)
+            self.hub.clear(topic)
+            poller.publish_result(name, setting, requested, False, None,
+                                  "retained commands are ignored; publish without retain")
+            return
+        if not poller.submit(CommandRequest(name, setting, payload)):
+            poller.publish_result(name, setting, requested, False, None,
+                                  "too many commands queued; try again")
 
     # -- running ------------------------------------------------------------------------------
 

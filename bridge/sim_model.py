@@ -107,7 +107,7 @@ class SimulatedMeter:
     def __init__(self, unit: int, system_type: int = 40, *, seed: int | None = None,
                  frozen: bool = False, per_phase_without_neutral: bool = False,
                  firmware: int = 1051, clock: Callable[[], float] | None = None,
-                 energy_kwh: float = 1234.5) -> None:
+                 energy_kwh: float = 1234.5, ct_output_fixed: bool = False) -> None:
         import time
 
         self.unit = unit
@@ -118,6 +118,8 @@ class SimulatedMeter:
         self.rng = random.Random(seed if seed is not None else unit)
         self.frozen = frozen
         self.per_phase_without_neutral = per_phase_without_neutral
+        #: Like a rope-CT 4000-R, whose CT output mode cannot be changed: writes get 03.
+        self.ct_output_fixed = ct_output_fixed
         self.firmware = firmware
         self.power_ups = 1
         self.energy_resets = 0
@@ -254,12 +256,13 @@ class SimulatedMeter:
         if dt <= 0:
             return
         self._t = now
-        if self.frozen:
-            self._recompute()
-            return
         p_w = self.values.get("power_w") or 0.0
         q = self.values.get("reactive_power_var") or 0.0
         s = self.values.get("apparent_power_va") or 0.0
+        self._demand(dt, p_w, q, s)
+        if self.frozen:  # values stay put: accumulators do not grow
+            self._recompute()
+            return
         hours = dt / 3600.0
         self.energy_kwh += p_w * hours / 1000.0
         self.apparent_kvah += s * hours / 1000.0
@@ -279,14 +282,16 @@ class SimulatedMeter:
         if extra:
             self._pulse_residual_varh -= extra * weight
             self.pulse_count_2 = (self.pulse_count_2 + extra) & 0xFFFFFFFF
-        # Demand sub-intervals (length 0 = closed by the master with command 21211).
+        self._recompute()
+
+    def _demand(self, dt: float, p_w: float, q: float, s: float) -> None:
+        """Demand sub-intervals (length 0 = closed by the master with command 21211)."""
         for i, x in enumerate((p_w, q, s)):
             self._sub_acc[i] += x * dt
         self._sub_time += dt
         length = self.setup.demand_subinterval_s
         if length and self._sub_time >= length:
             self._close_subinterval()
-        self._recompute()
 
     # -- alarms ----------------------------------------------------------------------------
 
@@ -408,6 +413,8 @@ class SimulatedMeter:
                 return ILLEGAL_ADDRESS
             if row.reg < 129 or row.reg > 154:
                 return ILLEGAL_ADDRESS
+        if self.ct_output_fixed and 132 in regs:
+            return ILLEGAL_VALUE
         trial = Setup(**vars(self.setup))
         commands = []
         for r, value in zip(regs, values, strict=True):

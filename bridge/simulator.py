@@ -90,6 +90,7 @@ class Simulator:
     meters: dict[int, SimulatedMeter]
     write_log: list[WriteRecord] = field(default_factory=list)
     requests: int = 0
+    _echo: dict[tuple[int, int], int] = field(default_factory=dict)
     _servers: list[Any] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _ptys: list[_PtyBridge] = field(default_factory=list)
@@ -111,8 +112,14 @@ class Simulator:
             # No answer at all, like an absent or unpowered meter on a serial line.
             raise NoSuchIdException("no such meter")
         self.requests += 1
+        if set_values is None and function_code == 6:
+            # pymodbus reads the register back to build the answer to a single write; a
+            # Modbus device echoes the request instead (the command register reads 0).
+            registers[address - start_address] = self._echo.get((meter.unit, address), 0)
+            return None
         if set_values is not None and function_code in (5, 6, 15, 16):
             values = [int(v) for v in set_values]
+            self._echo[(meter.unit, address)] = values[0]
             result = meter.write(address + 1, values)
             self.write_log.append(WriteRecord(meter.unit, address + 1, values, result))
             if result is not None:
