@@ -213,6 +213,8 @@ class RealGpioBackend:
         else:
             path, offset = chip_path(chip), -1
         where = f"{os.path.basename(path)} line {line}"
+        if os.path.exists(path) and not gpiod.is_gpiochip_device(path):
+            raise GpioError(f"{where}: {path} is not a GPIO chip")
         settings = gpiod.LineSettings(
             direction=Direction.INPUT,
             edge_detection={"falling": GEdge.FALLING, "rising": GEdge.RISING,

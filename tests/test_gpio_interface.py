@@ -171,3 +171,31 @@ async def test_watcher_reopens_after_the_chip_comes_back(line_rig: Any, wait_unt
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+def real_backend() -> Any:
+    pytest.importorskip("gpiod", reason="the gpiod bindings are not installed")
+    from bridge.gpio_io import RealGpioBackend
+
+    return RealGpioBackend()
+
+
+@pytest.mark.parametrize(("chip", "line", "message"), [
+    (None, 17, "a numeric line offset needs an explicit chip"),
+    (None, "17", "a numeric line offset needs an explicit chip"),
+    ("gpiochip99", 3, "gpiochip99 line 3: no such GPIO chip /dev/gpiochip99"),
+    ("/dev/null", 1, "null line 1: /dev/null is not a GPIO chip"),
+])
+def test_real_backend_errors_name_chip_and_line(chip: str | None, line: str | int,
+                                                message: str) -> None:
+    with pytest.raises(GpioError, match=message):
+        real_backend().request_line(chip, line, edge="falling", bias="pull_up",
+                                    debounce_ms=10, consumer="test")
+
+
+def test_real_backend_without_any_chip(monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = real_backend()
+    monkeypatch.setattr(type(backend), "chips", staticmethod(lambda: []))
+    with pytest.raises(GpioError, match=r"line GPIO17: no GPIO chips \(/dev/gpiochip\*\)"):
+        backend.request_line(None, "GPIO17", edge="falling", bias="pull_up", debounce_ms=10,
+                             consumer="test")
