@@ -5,7 +5,11 @@ caller did not), keeps the line requested through :class:`bridge.gpio_io.LineWat
 with :mod:`bridge.pulses`, saves with :mod:`bridge.store` (at most every ``save_interval_s``, and
 at shutdown) and calls ``on_state({"energy_kwh", "power_w", "pulses"})`` on every pulse, every
 ``publish_interval_s``, and as soon as the power has fallen to 0. ``power_w`` is None until two
-pulses have been seen.
+pulses have been seen. ``on_state`` runs in the event loop (from the line's reader callback and
+the one-second tick): it must not block; hand the message to the MQTT owner's queue.
+
+Saving is synchronous: a small file written and fsync'd at most once per ``save_interval_s``,
+which keeps the bound "a crash loses at most one second of pulses" exact on the loop's clock.
 
 Checks against the meter: :meth:`PulseInput.accept_meter_weight` (register 144) refuses a
 configured weight that disagrees; :meth:`PulseInput.accept_meter_closure` (register 145) tightens
