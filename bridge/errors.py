@@ -3,11 +3,15 @@
 BridgeError
  ├── ConfigError          the configuration file is invalid (message names the key path)
  ├── DecodeError          register words cannot be a value of the requested type or length
- └── ModbusError          a Modbus transaction failed
-      ├── ModbusTimeout       no (valid) answer within the timeout, after retries
-      ├── ModbusExceptionReply the meter answered with a Modbus exception code
-      ├── ModbusFrameError    the answer was malformed (length, unit id, function code)
-      └── BusUnavailable      the port or gateway cannot be opened or connected
+ ├── ModbusError          a Modbus transaction failed
+ │    ├── ModbusTimeout       no (valid) answer within the timeout, after retries
+ │    ├── ModbusExceptionReply the meter answered with a Modbus exception code
+ │    ├── ModbusFrameError    the answer was malformed (length, unit id, function code)
+ │    └── BusUnavailable      the port or gateway cannot be opened or connected
+ ├── GpioError            a GPIO line cannot be found, requested or read (names chip and line)
+ │    └── GpioDeviceGone      the GPIO chip went away while a line was requested
+ ├── StoreError           the pulse total cannot be written to its file
+ └── PulseWeightMismatch  the configured Wh per pulse disagrees with the meter (register 144)
 """
 
 from __future__ import annotations
@@ -39,6 +43,22 @@ class ModbusFrameError(ModbusError):
 
 class BusUnavailable(ModbusError):
     """The serial port or the TCP gateway cannot be reached."""
+
+
+class GpioError(BridgeError):
+    """A GPIO line cannot be found, requested or read; the message names the chip and line."""
+
+
+class GpioDeviceGone(GpioError):
+    """The GPIO chip disappeared (device removed) while one of its lines was requested."""
+
+
+class StoreError(BridgeError):
+    """The pulse total could not be saved; the message names the file."""
+
+
+class PulseWeightMismatch(BridgeError):
+    """The configured energy per pulse is not the one the meter uses (register 144)."""
 
 
 EXCEPTION_NAMES = {
