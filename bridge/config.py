@@ -115,7 +115,7 @@ class MeterConfig(Strict):
     fast_interval: Annotated[float, _in_range(0.1, 3600)] | None = None
     fast_keys: tuple[str, ...] = DEFAULT_FAST_KEYS
     #: Seconds between reads of the configuration block (system type, scales, alarms).
-    config_interval: Annotated[float, _in_range(5, 86400)] = 60.0
+    config_interval: Annotated[float, _in_range(1, 86400)] = 60.0
     #: Name shown in Home Assistant (defaults to the meter name).
     display_name: str | None = None
 

@@ -143,25 +143,52 @@ def meter_components(name: str, unique_prefix: str, valid_keys: Iterable[str],
     return comps
 
 
-def pulse_components(name: str, unique_prefix: str, topics: Topics) -> dict[str, Component]:
-    """Energy, power and pulse count of a GPIO pulse input (own state topic)."""
+def pulse_components(name: str, unique_prefix: str, topics: Topics,
+                     linked: bool) -> dict[str, Component]:
+    """Energy, power and pulse count of a GPIO pulse input (its own state topic and
+    availability, so they stay available when the Modbus side is not)."""
     uid = f"{unique_prefix}_{name}"
-    state = topics.state(name)
-    rows = (
-        ("energy_kwh", BY_KEY["energy_kwh"], "Pulse energy", None),
-        ("power_w", BY_KEY["power_w"], "Pulse power", None),
-        ("pulses", BY_KEY["pulse_count"], "Pulses", "diagnostic"),
-    )
+    rows: list[tuple[str, Quantity, str, bool]] = [
+        ("energy_kwh", BY_KEY["energy_kwh"], "Pulse energy", False),
+        ("power_w", BY_KEY["power_w"], "Pulse power", False),
+        ("pulses", BY_KEY["pulse_count"], "Pulses", True),
+    ]
+    if linked:
+        rows.append(("meter_difference", Quantity(
+            "meter_difference", "Pulses missed or extra", "pulses", None, None, 0,
+            diagnostic=True, icon="mdi:counter"), "Pulses vs meter", True))
     comps: dict[str, Component] = {}
-    for key, q, label, category in rows:
+    for key, q, label, diagnostic in rows:
         cfg = sensor_config(q, f"{uid}_{key}")
-        cfg.update({"name": label, "state_topic": state,
-                    "value_template": f"{{{{ {_get(key)} }}}}"})
-        if category:
-            cfg["entity_category"] = category
+        cfg.update({"name": label, "state_topic": topics.state(name),
+                    "value_template": f"{{{{ {_get(key)} }}}}",
+                    "availability": [{"topic": topics.bridge_availability},
+                                     {"topic": topics.availability(name)}]})
+        if diagnostic:
+            cfg["entity_category"] = "diagnostic"
         else:
             cfg.pop("entity_category", None)
         comps[f"{name}_{key}"] = Component(f"{name}_{key}", "sensor", cfg)
+    return comps
+
+
+def alarm_components(name: str, unique_prefix: str, topics: Topics,
+                     linked: bool) -> dict[str, Component]:
+    """The meter's alarm contact as a problem sensor (and, when linked to a meter on the bus,
+    whether the contact agrees with the meter's phase-loss bits)."""
+    uid = f"{unique_prefix}_{name}"
+    avail = [{"topic": topics.bridge_availability}, {"topic": topics.availability(name)}]
+    comps = {f"{name}_problem": Component(f"{name}_problem", "binary_sensor", {
+        "name": "Alarm contact", "unique_id": f"{uid}_problem", "device_class": "problem",
+        "state_topic": topics.state(name), "availability": avail,
+        "value_template": "{{ 'ON' if value_json.get('problem') else 'OFF' }}"})}
+    if linked:
+        comps[f"{name}_wiring"] = Component(f"{name}_wiring", "binary_sensor", {
+            "name": "Alarm contact disagrees with meter", "unique_id": f"{uid}_wiring",
+            "device_class": "problem", "entity_category": "diagnostic",
+            "state_topic": topics.state(name), "availability": avail,
+            "value_template": "{{ 'ON' if value_json.get('agrees_with_meter') == false "
+                              "else 'OFF' }}"})
     return comps
 
 

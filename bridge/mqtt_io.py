@@ -54,6 +54,7 @@ class MqttLink:
         self.published_bytes = 0
         self._queue: deque[Outgoing] = deque(maxlen=MAX_QUEUED * 20)
         self._wakeup = asyncio.Event()
+        self._session_over = False
         self._last_error: str | None = None
 
     # -- API for the rest of the bridge ----------------------------------------------------
@@ -139,15 +140,22 @@ class MqttLink:
             done, _ = await asyncio.wait({receiver, sender, stopper},
                                          return_when=asyncio.FIRST_COMPLETED)
             if stopper in done:
+                # One consumer of the queue at a time: let the sender finish its message.
+                self._session_over = True
+                self._wakeup.set()
+                await asyncio.wait({sender}, timeout=3)
                 await self._drain(client)
                 await client.publish(self.will_topic, OFFLINE, qos=1, retain=True, timeout=5)
             for task in done:
                 if task is not stopper and task.exception():
                     raise task.exception()  # type: ignore[misc]
         finally:
+            self._session_over = True
+            self._wakeup.set()
             for task in (receiver, sender, stopper):
                 task.cancel()
-            await asyncio.gather(receiver, sender, stopper, return_exceptions=True)
+            # Bounded: a cancellation swallowed inside a library call must not hang the stop.
+            await asyncio.wait({receiver, sender, stopper}, timeout=5)
 
     async def _receive(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
@@ -159,8 +167,9 @@ class MqttLink:
                 log.exception("error handling message on %s", message.topic)
 
     async def _send(self, client: aiomqtt.Client) -> None:
-        while True:
-            while self._queue:
+        self._session_over = False
+        while not self._session_over:
+            while self._queue and not self._session_over:
                 msg = self._queue[0]
                 await client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
                 self._queue.popleft()

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from . import codec
 from .commands import Rejection, parse_command
 from .config import BusConfig, MeterConfig, PublishConfig
-from .discovery import DeviceInfo, meter_components
+from .discovery import Component, DeviceInfo, meter_components
 from .errors import DecodeError, ModbusError, ModbusExceptionReply
 from .hub import AVAILABILITY, STATE, Hub
 from .meter_state import (
@@ -118,6 +118,8 @@ class BusPoller:
         self._wake = asyncio.Event()
         self.commands: asyncio.Queue[CommandRequest] = asyncio.Queue(maxsize=100)
         self.cycles = 0
+        #: Called after every successful read of a meter with "config" or "full".
+        self.listeners: list[Callable[[MeterRuntime, str], None]] = []
 
     # -- schedule -----------------------------------------------------------------------------
 
@@ -216,11 +218,20 @@ class BusPoller:
             rt.due["fast"] = now + rt.cfg.fast_interval
         rt.backoff = self.cfg.backoff_s
         self._set_online(rt, True)
+        self._notify(rt, "config")
 
     async def _read_config(self, rt: MeterRuntime) -> None:
         words = await self.client.read_registers(rt.cfg.unit, CONFIG_START - 1, CONFIG_COUNT)
         self._apply_setup(rt, decode_setup(words))
         self._publish_state(rt)
+        self._notify(rt, "config")
+
+    def _notify(self, rt: MeterRuntime, kind: str) -> None:
+        for listener in self.listeners:
+            try:
+                listener(rt, kind)
+            except Exception:  # a listener bug must not stop the bus
+                log.exception("%s: listener failed", rt.name)
 
     def _apply_setup(self, rt: MeterRuntime, setup: MeterSetup) -> None:
         old = rt.setup
@@ -264,7 +275,7 @@ class BusPoller:
         fw = rt.identity.firmware if rt.identity else None
         return DeviceInfo(rt.node_id, name, sw_version=fw)
 
-    def components(self, rt: MeterRuntime) -> dict[str, object]:
+    def components(self, rt: MeterRuntime) -> dict[str, Component]:
         assert rt.setup is not None
         return dict(meter_components(rt.name, self.unique_prefix, rt.valid,
                                      rt.setup.system_type, rt.cfg.allow_writes, self.topics))
@@ -297,6 +308,8 @@ class BusPoller:
             elif value is None or key not in rt.valid:
                 rt.values.pop(key, None)  # QNAN now: not available
         self._publish_state(rt)
+        if full:
+            self._notify(rt, "full")
 
     # -- publishing ---------------------------------------------------------------------------
 

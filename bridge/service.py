@@ -9,19 +9,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 from .announce import Announcer
 from .config import BusConfig, Config
+from .gpio_io import GpioBackend
 from .hub import Hub
+from .inputs import AlarmChannel, PulseChannel, make_backend
 from .modbus_io import BusClient, Link, SerialLink, TcpLink
 from .mqtt_io import MqttLink
 from .poller import BusPoller, CommandRequest, MeterRuntime
 from .topics import BRIDGE, ONLINE, Topics
 
 log = logging.getLogger(__name__)
+
+#: After subscribing, the broker sends retained messages at once; this is ample for loopback
+#: and LAN brokers.
+RETAINED_WINDOW_S = 2.0
 
 
 async def supervise(name: str, run: Callable[[asyncio.Event], Awaitable[None]],
@@ -37,6 +43,28 @@ async def supervise(name: str, run: Callable[[asyncio.Event], Awaitable[None]],
                 await asyncio.wait_for(stop.wait(), restart_delay_s)
 
 
+def until_stopped(run: Callable[[], Coroutine[Any, Any, None]]
+                  ) -> Callable[[asyncio.Event], Awaitable[None]]:
+    """Adapt a coroutine that runs until cancelled to one that ends when ``stop`` is set."""
+    async def runner(stop: asyncio.Event) -> None:
+        task = asyncio.create_task(run())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        for t in (task, stopper):
+            t.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task  # re-raises a failure of the input itself
+        stopper.cancel()
+    return runner
+
+
+def _listener(channel: PulseChannel | AlarmChannel) -> Callable[[MeterRuntime, str], None]:
+    def listen(rt: MeterRuntime, kind: str) -> None:
+        if rt.name == channel.meter:
+            channel.on_meter(rt, kind)
+    return listen
+
+
 def link_for(bus: BusConfig) -> Link:
     if bus.transport == "rtu":
         assert bus.device is not None
@@ -47,14 +75,16 @@ def link_for(bus: BusConfig) -> Link:
 
 
 class Service:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, gpio_backend: GpioBackend | None = None) -> None:
         self.config = config
         self.topics = Topics(config.mqtt.base_topic, config.mqtt.discovery_prefix)
         self.unique_prefix = f"series4000_{config.bridge_id}"
         self.hub = Hub()
         self.link = MqttLink(
             config.mqtt, config.client_id, self.topics.bridge_availability,
-            subscriptions=[self.topics.ha_status, self.topics.set_wildcard],
+            subscriptions=[self.topics.ha_status, self.topics.set_wildcard,
+                           # Our own retained pulse totals, a fallback for a lost state file.
+                           *(self.topics.state(p.name) for p in config.pulse_inputs)],
             on_connect=self._on_connect, on_message=self._on_message)
         self.hub.publisher = self.link
         state_dir = Path(config.state_dir)
@@ -73,6 +103,21 @@ class Service:
             for meter in bus.meters:
                 self.poller_of[meter.name] = poller
         self.ha_births = 0
+        self._provisional_devices()
+        backend = gpio_backend
+        if backend is None and (config.pulse_inputs or config.alarm_inputs):
+            backend = make_backend()
+        self.pulse_channels = [
+            PulseChannel(p, backend, state_dir, self.hub, self.topics, self.announcer,
+                         self.unique_prefix) for p in config.pulse_inputs if backend]
+        self.alarm_channels = [
+            AlarmChannel(a, backend, self.hub, self.topics, self.announcer, self.unique_prefix)
+            for a in config.alarm_inputs if backend]
+        self.channels: list[PulseChannel | AlarmChannel] = [*self.pulse_channels,
+                                                             *self.alarm_channels]
+        for channel in self.channels:
+            if channel.meter is not None:
+                self.poller_of[channel.meter].listeners.append(_listener(channel))
         self._unknown_logged: set[str] = set()
         #: Command topics whose retained message we are clearing (their echo is not a command).
         self._clearing: set[str] = set()
@@ -80,22 +125,42 @@ class Service:
     # -- discovery ----------------------------------------------------------------------------
 
     def node_ids(self) -> list[str]:
-        return [f"{self.unique_prefix}_{name}" for name in self.poller_of]
+        own = [p.name for p in self.config.pulse_inputs if p.meter is None]
+        own += [a.name for a in self.config.alarm_inputs if a.meter is None]
+        return [f"{self.unique_prefix}_{name}" for name in [*self.poller_of, *own]]
+
+    def _provisional_devices(self) -> None:
+        """Every meter's device exists from the start, so that inputs linked to a meter can
+        be announced before the meter has been read (its firmware comes later)."""
+        for poller in self.pollers:
+            for rt in poller.meters.values():
+                self.announcer.set_device(
+                    poller.device_info(rt),
+                    [self.topics.bridge_availability, self.topics.availability(rt.name)],
+                    self.topics.state(rt.name))
 
     def _meter_components(self, poller: BusPoller, rt: MeterRuntime) -> None:
         self.announcer.set_device(
             poller.device_info(rt),
             [self.topics.bridge_availability, self.topics.availability(rt.name)],
             self.topics.state(rt.name))
-        self.announcer.set_part(rt.node_id, "meter", poller.components(rt))  # type: ignore[arg-type]
+        self.announcer.set_part(rt.node_id, "meter", poller.components(rt))
         self.announcer.announce(rt.node_id)
 
     # -- MQTT callbacks (never block, never touch a bus) -------------------------------------
 
     def _on_connect(self) -> None:
         self.hub.republish()
+        loop = asyncio.get_running_loop()
+        for channel in self.pulse_channels:
+            loop.call_later(RETAINED_WINDOW_S, channel.retained_window_closed)
 
     def _on_message(self, topic: str, payload: bytes, retain: bool) -> None:
+        if retain and not topic.endswith("/availability"):
+            for channel in self.pulse_channels:
+                if topic == self.topics.state(channel.name):
+                    channel.on_retained_state(payload)
+                    return
         if topic == self.topics.ha_status:
             if payload.strip().lower() == b"online":
                 # Home Assistant (re)started: it needs the states and availability again.
@@ -146,6 +211,9 @@ class Service:
         self.announcer.forget_others(self.node_ids())
         tasks = [asyncio.create_task(supervise(f"bus {p.cfg.name}", p.run, stop))
                  for p in self.pollers]
+        for channel in self.channels:
+            tasks.append(asyncio.create_task(
+                supervise(f"input {channel.name}", until_stopped(channel.run), stop)))
         link_task = asyncio.create_task(self.link.run(stop), name="mqtt")
         try:
             await stop.wait()

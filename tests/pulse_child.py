@@ -30,7 +30,7 @@ async def main(store_path: Path, rate: float) -> None:
     start = pulse_input.restore()
     print(f"start {start.pulses}", flush=True)
     counting = asyncio.create_task(pulse_input.run())
-    while not backend.requests:  # noqa: ASYNC110 - the fake has no event for "requested"
+    while not backend.requests:
         await asyncio.sleep(0.001)
     loop = asyncio.get_running_loop()
     period = 1 / rate
