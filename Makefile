@@ -55,8 +55,9 @@ test-ha: venv mosquitto $(HA_VENV)/.installed
 test-fast: venv
 	$(VENV)/bin/pytest -q -x -p no:cacheprovider tests -m "not slow"
 
+# `make demo DEMO_ARGS="--seconds 20"` ends by itself (used by the test suite).
 demo: venv mosquitto
-	$(PY) -m bridge demo
+	$(PY) -m bridge demo $(DEMO_ARGS)
 
 bench: venv mosquitto
 	$(PY) -m tests.bench.run --out bench-results/latest.json

@@ -135,6 +135,12 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return asyncio.run(scan(link, units, timeout=args.timeout, out=sys.stdout))
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return asyncio.run(run_demo(args))
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from .simulate_cli import run_simulator
 
@@ -196,6 +202,7 @@ VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "read": cmd_read,
     "scan": cmd_scan,
     "simulate": cmd_simulate,
+    "demo": cmd_demo,
 }
 
 
@@ -228,6 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_link_args(p)
     p.add_argument("--units", default="1-247", help="e.g. 1-10,20 (default 1-247)")
     p.set_defaults(timeout=0.3)
+
+    p = sub.add_parser("demo", help="simulated meters + local broker + bridge + live view")
+    p.add_argument("--broker", metavar="HOST:PORT",
+                   help="use this MQTT broker instead of starting Mosquitto")
+    p.add_argument("--seconds", type=float, default=0, help="stop after this long")
+    p.add_argument("--state-dir", default=".demo/state")
 
     p = sub.add_parser("simulate", help="serve simulated Series 4000-K meters")
     p.add_argument("--tcp", metavar="HOST:PORT", action="append", default=[])

@@ -186,3 +186,28 @@ class MqttLink:
                     msg = self._queue.popleft()
                     await client.publish(msg.topic, msg.payload, qos=msg.qos,
                                          retain=msg.retain)
+
+
+async def watch(host: str, port: int, topic: str, on_message: Callable[[str, bytes], None],
+                stop: asyncio.Event, client_id: str) -> None:
+    """A read-only subscriber until ``stop`` (the demo's live view); reconnects quietly."""
+    while not stop.is_set():
+        try:
+            async with aiomqtt.Client(host, port, identifier=client_id) as client:
+                await client.subscribe(topic)
+
+                async def receive() -> None:
+                    async for message in client.messages:
+                        payload = message.payload
+                        raw = payload if isinstance(payload, bytes) else str(payload).encode()
+                        on_message(str(message.topic), raw)
+
+                receiver = asyncio.create_task(receive())
+                stopper = asyncio.create_task(stop.wait())
+                await asyncio.wait({receiver, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                for task in (receiver, stopper):
+                    task.cancel()
+                await asyncio.wait({receiver, stopper}, timeout=2)
+        except aiomqtt.MqttError:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
