@@ -182,7 +182,8 @@ class PulseInputConfig(GpioInputConfig):
     wh_per_pulse: Literal[10, 100, 1000, 10000] | None = None
     edge: Literal["falling", "rising"] = "falling"
     bias: Literal["pull_up", "pull_down", "disabled"] = "pull_up"
-    debounce_ms: Annotated[float, _in_range(0, 1000)] = 10.0
+    #: Below half the meter's shortest closure time (10 ms), so no pulse is swallowed.
+    debounce_ms: Annotated[float, _in_range(0, 1000)] = 5.0
     #: Seconds without a pulse after which the power reads 0.
     power_timeout_s: Annotated[float, _in_range(1, 86400)] = 300.0
 

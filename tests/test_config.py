@@ -133,3 +133,40 @@ def test_defaults_work() -> None:
     assert config.client_id == "series4000-main"
     assert config.buses[0].meters[0].poll_interval == 5.0
     assert config.buses[0].meters[0].allow_writes is False
+
+
+def model_paths(model: type, prefix: str = "") -> set[str]:
+    """Every key path of a configuration model (lists of models get ``[]``)."""
+    import typing
+
+    from pydantic import BaseModel
+
+    paths = set()
+    for name, field in model.model_fields.items():  # type: ignore[attr-defined]
+        path = f"{prefix}{name}"
+        paths.add(path)
+        annotation = field.annotation
+        if typing.get_origin(annotation) is list:
+            args = [annotation]
+        else:
+            args = [a for a in typing.get_args(annotation) if a is not type(None)] \
+                or [annotation]
+        for arg in args:
+            inner = typing.get_args(arg)
+            if typing.get_origin(arg) is list and inner and isinstance(inner[0], type) \
+                    and issubclass(inner[0], BaseModel):
+                paths |= model_paths(inner[0], f"{path}[].")
+            elif isinstance(arg, type) and issubclass(arg, BaseModel):
+                paths |= model_paths(arg, f"{path}.")
+    return paths
+
+
+def test_readme_configuration_reference_matches_the_models() -> None:
+    import re
+
+    from bridge.config import Config
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Configuration reference", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `([^`]+)` \|", section, re.MULTILINE))
+    assert documented == model_paths(Config)
