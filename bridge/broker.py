@@ -67,8 +67,11 @@ class Broker:
         conf = self.workdir / "mosquitto.conf"
         listener = self.extra_config or (
             f"listener {self.port} {self.host}\nallow_anonymous true\n")
-        conf.write_text(f"persistence false\n{listener}log_dest stderr\nlog_type error\n"
-                        "log_type warning\n")
+        # Started as root, Mosquitto switches to the user "mosquitto", which cannot read the
+        # certificates and password files a private temporary directory holds.
+        user = "user root\n" if os.geteuid() == 0 else ""
+        conf.write_text(f"persistence false\n{user}{listener}log_dest stderr\n"
+                        "log_type error\nlog_type warning\n")
         log = open(self.workdir / "mosquitto.log", "ab")  # noqa: SIM115 - owned by the process
         self.process = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=log,
                                         start_new_session=True)
