@@ -25,7 +25,7 @@ from .discovery import Component, DeviceInfo, alarm_components, pulse_components
 from .errors import PulseWeightMismatch
 from .gpio_io import GpioBackend
 from .hub import AVAILABILITY, STATE, Hub
-from .poller import MeterRuntime
+from .meter_runtime import MeterRuntime
 from .pulse_input import PulseInput, PulseInputSettings
 from .topics import OFFLINE, ONLINE, Topics
 

@@ -3,8 +3,9 @@
 Per meter the poller keeps a schedule of four tasks: ``init`` (configuration block, identity,
 a first full read that also settles the uncertain quantities), ``config`` (the configuration
 block every ``config_interval``), ``full`` (every valid measurement every ``poll_interval``)
-and, when configured, ``fast`` (a short read of ``fast_keys`` every ``fast_interval``). A meter
-that fails ``offline_after`` cycles in a row goes offline and is probed again with exponential
+and, when configured, ``fast`` (a short read of ``fast_keys`` every ``fast_interval``). The task
+with the earliest due time runs next, so on a saturated bus the meters take turns. A meter that
+fails ``offline_after`` cycles in a row goes offline and is probed again with exponential
 back-off, one request without retries per probe, so it costs the other meters at most one
 timeout per back-off period.
 """
@@ -16,33 +17,19 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from . import codec
-from .commands import Rejection, parse_command
-from .config import BusConfig, MeterConfig, PublishConfig
-from .discovery import Component, DeviceInfo, meter_components
-from .errors import DecodeError, ModbusError, ModbusExceptionReply
+from .command_exec import CommandRequest, execute, publish_result
+from .config import BusConfig, PublishConfig
+from .errors import DecodeError, ModbusError
 from .hub import AVAILABILITY, STATE, Hub
-from .meter_state import (
-    CONFIG_COUNT,
-    CONFIG_START,
-    MeterSetup,
-    Number,
-    StateValue,
-    decode_setup,
-    measurement_plan,
-    reported_uncertain,
-    state_values,
-    valid_state_keys,
-)
-from .meters import series4000 as s4k
+from .meter_runtime import MeterRuntime, apply_setup, ingest, state_of
+from .meter_state import CONFIG_COUNT, CONFIG_START, MeterSetup, Number, decode_setup, state_values
 from .modbus_io import BusClient
-from .publishing import AvailabilityGate, should_publish
-from .reader import Identity, read_identity
-from .registers import ReadBlock, plan_reads
+from .publishing import should_publish
+from .reader import read_identity
+from .registers import ReadBlock
 from .topics import OFFLINE, ONLINE, Topics
-from .validity import sanitize
 
 log = logging.getLogger(__name__)
 
@@ -50,49 +37,8 @@ log = logging.getLogger(__name__)
 DEFAULT_DEADBANDS = {"response_time_ms": 25.0}
 #: Availability changes of one meter are published at most this often.
 AVAILABILITY_MIN_INTERVAL_S = 10.0
-ENERGY_KEYS = next(c.resets for c in s4k.COMMANDS if c.key == "reset_energy")
 
-
-@dataclass
-class MeterRuntime:
-    cfg: MeterConfig
-    node_id: str
-    identity: Identity | None = None
-    setup: MeterSetup | None = None
-    reported: frozenset[str] = frozenset()
-    probed: bool = False
-    valid: frozenset[str] = frozenset()
-    full_blocks: tuple[ReadBlock, ...] = ()
-    fast_blocks: tuple[ReadBlock, ...] = ()
-    values: dict[str, Number] = field(default_factory=dict)
-    floors: dict[str, Number] = field(default_factory=dict)
-    resets: set[str] = field(default_factory=set)
-    due: dict[str, float] = field(default_factory=dict)
-    failures: int = 0
-    online: bool = False
-    backoff: float = 5.0
-    last_error: str | None = None
-    errors: int = 0
-    response_ms: float | None = None
-    last_state: dict[str, StateValue] | None = None
-    last_state_time: float = 0.0
-    gate: AvailabilityGate = field(default_factory=AvailabilityGate)
-    polls: int = 0
-    #: Time each quantity was last read (for freshness figures).
-    read_at: dict[str, float] = field(default_factory=dict)
-    last_demand_command: float | None = None
-    writes: int = 0
-
-    @property
-    def name(self) -> str:
-        return self.cfg.name
-
-
-@dataclass(frozen=True, slots=True)
-class CommandRequest:
-    meter: str
-    key: str
-    payload: bytes
+__all__ = ["BusPoller", "CommandRequest", "MeterRuntime"]
 
 
 class BusPoller:
@@ -123,9 +69,6 @@ class BusPoller:
 
     # -- schedule -----------------------------------------------------------------------------
 
-    def wake(self) -> None:
-        self._wake.set()
-
     def submit(self, request: CommandRequest) -> bool:
         """Queue a command for this bus's task (called from MQTT callbacks; never blocks)."""
         try:
@@ -134,6 +77,10 @@ class BusPoller:
             return False
         self._wake.set()
         return True
+
+    def publish_result(self, name: str, setting: str, requested: str, ok: bool,
+                       value: object, error: str | None) -> None:
+        publish_result(self, name, setting, requested, ok, value, error)
 
     def _next_due(self) -> tuple[MeterRuntime | None, str, float]:
         best: tuple[MeterRuntime | None, str, float] = (None, "", float("inf"))
@@ -152,7 +99,7 @@ class BusPoller:
             while not stop.is_set():
                 if not self.commands.empty():
                     # Commands go ahead of every pending read.
-                    await self._execute(self.commands.get_nowait())
+                    await execute(self, self.commands.get_nowait())
                     continue
                 rt, task, due = self._next_due()
                 delay = due - self.clock()
@@ -185,6 +132,9 @@ class BusPoller:
                 await self._read_config(rt)
             elif task == "full":
                 rt.due["full"] = now + rt.cfg.poll_interval
+                if "fast" in rt.due and rt.cfg.fast_interval is not None:
+                    # The full read refreshes the fast keys too.
+                    rt.due["fast"] = max(rt.due["fast"], now + rt.cfg.fast_interval)
                 await self._read(rt, rt.full_blocks, full=True)
             elif task == "fast":
                 assert rt.cfg.fast_interval is not None
@@ -208,7 +158,7 @@ class BusPoller:
         setup = decode_setup(words)
         if rt.identity is None:
             rt.identity = await read_identity(self.client, rt.cfg.unit)
-        self._apply_setup(rt, setup)
+        self.take_setup(rt, setup, announce=True)
         await self._read(rt, rt.full_blocks, full=True)
         now = self.clock()
         rt.due.pop("init", None)
@@ -222,9 +172,14 @@ class BusPoller:
 
     async def _read_config(self, rt: MeterRuntime) -> None:
         words = await self.client.read_registers(rt.cfg.unit, CONFIG_START - 1, CONFIG_COUNT)
-        self._apply_setup(rt, decode_setup(words))
-        self._publish_state(rt)
+        self.take_setup(rt, decode_setup(words))
+        self.publish_state(rt)
         self._notify(rt, "config")
+
+    def take_setup(self, rt: MeterRuntime, setup: MeterSetup, announce: bool = False) -> None:
+        """A fresh read of the set-up block: replan and re-announce if the wiring changed."""
+        if apply_setup(rt, setup) or announce:
+            self._announce(rt)
 
     def _notify(self, rt: MeterRuntime, kind: str) -> None:
         for listener in self.listeners:
@@ -233,52 +188,9 @@ class BusPoller:
             except Exception:  # a listener bug must not stop the bus
                 log.exception("%s: listener failed", rt.name)
 
-    def _apply_setup(self, rt: MeterRuntime, setup: MeterSetup) -> None:
-        old = rt.setup
-        if old is not None:
-            resets_before = old.status.get("energy_reset_count")
-            resets_now = setup.status.get("energy_reset_count")
-            if resets_before is not None and resets_now is not None and \
-                    resets_now != resets_before:
-                # Reset on the front panel or by another master: the drop is genuine.
-                rt.resets |= set(ENERGY_KEYS)
-                log.info("%s: energy accumulators were reset (register 147 %s -> %s)",
-                         rt.name, resets_before, resets_now)
-        rt.setup = setup
-        if old is None or old.system_type != setup.system_type:
-            if old is not None:
-                log.warning("%s: system type changed %s -> %s", rt.name, old.system_type,
-                            setup.system_type)
-            rt.probed = False
-            rt.reported = frozenset()
-            self._replan(rt)
-
-    def _replan(self, rt: MeterRuntime) -> None:
-        assert rt.setup is not None
-        st = rt.setup.system_type
-        rt.valid = valid_state_keys(st, rt.reported)
-        rt.full_blocks = measurement_plan(st, rt.reported, include_uncertain=not rt.probed)
-        fast_rows = [r for b in rt.full_blocks for r in b.registers
-                     if r.key in set(rt.cfg.fast_keys)]
-        rt.fast_blocks = plan_reads(fast_rows) if fast_rows else ()
-        rt.values = {k: v for k, v in rt.values.items() if k in rt.valid}
-        self._announce(rt)
-
     def _announce(self, rt: MeterRuntime) -> None:
-        if rt.setup is None:
-            return
-        if self.on_components is not None:
+        if rt.setup is not None and self.on_components is not None:
             self.on_components(rt)
-
-    def device_info(self, rt: MeterRuntime) -> DeviceInfo:
-        name = rt.cfg.display_name or rt.name.replace("_", " ").capitalize()
-        fw = rt.identity.firmware if rt.identity else None
-        return DeviceInfo(rt.node_id, name, sw_version=fw)
-
-    def components(self, rt: MeterRuntime) -> dict[str, Component]:
-        assert rt.setup is not None
-        return dict(meter_components(rt.name, self.unique_prefix, rt.valid,
-                                     rt.setup.system_type, rt.cfg.allow_writes, self.topics))
 
     async def _read(self, rt: MeterRuntime, blocks: tuple[ReadBlock, ...], full: bool) -> None:
         assert rt.setup is not None
@@ -292,42 +204,22 @@ class BusPoller:
         now = self.clock()
         rt.response_ms = (now - started) * 1000.0 / max(len(blocks), 1)
         rt.polls += 1
-        if full and not rt.probed:
-            rt.probed = True
-            rt.reported = reported_uncertain(decoded, rt.setup.system_type)
-            self._replan(rt)
-        clean, rt.floors, dropped = sanitize(decoded, rt.valid, rt.floors, rt.resets)
+        changed, dropped = ingest(rt, decoded, now, full)
+        if changed:
+            self._announce(rt)
         for drop in dropped:
             log.warning("%s: %s read %s, lower than the last published %s; not published",
                         rt.name, drop.key, drop.value, drop.floor)
-        rt.resets -= clean.keys()
-        for key, value in decoded.items():
-            if key in clean:
-                rt.values[key] = clean[key]
-                rt.read_at[key] = now
-            elif value is None or key not in rt.valid:
-                rt.values.pop(key, None)  # QNAN now: not available
-        self._publish_state(rt)
+        self.publish_state(rt)
         if full:
             self._notify(rt, "full")
 
     # -- publishing ---------------------------------------------------------------------------
 
-    def state_of(self, rt: MeterRuntime) -> dict[str, StateValue]:
-        state: dict[str, StateValue] = dict(rt.values)
-        if rt.setup is not None:
-            state.update(rt.setup.settings)
-            state.update(rt.setup.status)
-            state["alarms"] = rt.setup.alarms
-        state["read_errors"] = rt.errors
-        if rt.response_ms is not None:
-            state["response_time_ms"] = round(rt.response_ms, 1)
-        return state
-
-    def _publish_state(self, rt: MeterRuntime, force: bool = False) -> None:
+    def publish_state(self, rt: MeterRuntime, force: bool = False) -> None:
         if rt.setup is None:
             return
-        state = self.state_of(rt)
+        state = state_of(rt)
         now = self.clock()
         if not force and not should_publish(rt.last_state, rt.last_state_time, state, now,
                                             self.publish_cfg.heartbeat_s, self.deadbands):
@@ -358,83 +250,14 @@ class BusPoller:
         rt.failures += 1
         rt.errors += 1
         rt.last_error = str(exc)
-        now = self.clock()
         log.debug("%s: %s failed (%d in a row): %s", rt.name, task, rt.failures, exc)
         if rt.failures < self.cfg.offline_after and rt.online:
-            self._publish_state(rt)
+            self.publish_state(rt)
             return
         # Offline (or never came up): stop the regular reads and probe with back-off.
         for key in ("config", "full", "fast"):
             rt.due.pop(key, None)
-        rt.due["init"] = now + rt.backoff
+        rt.due["init"] = self.clock() + rt.backoff
         if rt.online or rt.gate.published is None:
             self._set_online(rt, False)
         rt.backoff = min(rt.backoff * 2, self.cfg.backoff_max_s)
-
-    # -- commands -----------------------------------------------------------------------------
-
-    def publish_result(self, name: str, setting: str, requested: str, ok: bool,
-                       value: object, error: str | None) -> None:
-        payload = {"setting": setting, "requested": requested, "ok": ok, "value": value,
-                   "error": error}
-        self.hub.send(self.topics.result(name), json.dumps(payload))
-        if ok:
-            log.info("%s: %s set to %s", name, setting, value)
-        else:
-            log.warning("%s: %s %r rejected: %s", name, setting, requested, error)
-
-    async def _execute(self, req: CommandRequest) -> None:
-        rt = self.meters[req.meter]
-        now = self.clock()
-        current = rt.setup.settings.get(req.key) if rt.setup else None
-        if not rt.cfg.allow_writes:
-            self.publish_result(rt.name, req.key, req.payload[:64].decode("utf-8", "replace"),
-                                False, current, "writes are disabled for this meter (set "
-                                "allow_writes: true in its configuration)")
-            return
-        parsed = parse_command(req.key, req.payload, rt.setup, now, rt.last_demand_command)
-        if isinstance(parsed, Rejection):
-            self.publish_result(rt.name, parsed.setting, parsed.requested, False, current,
-                                parsed.error)
-            return
-        error: str | None = None
-        before = rt.setup
-        try:
-            # No retry: a write is read back instead, so it is never sent twice.
-            await self.client.write_register(rt.cfg.unit, parsed.reg - 1, parsed.value,
-                                             retries=0)
-            rt.writes += 1
-        except ModbusExceptionReply as exc:
-            error = f"the meter refused {parsed.requested}: {exc}"
-        except ModbusError as exc:
-            error = f"no confirmation from the meter ({exc})"
-        if parsed.is_button and error is None:
-            command = s4k.COMMANDS_BY_KEY[parsed.setting]
-            if command.min_interval_s:
-                rt.last_demand_command = now
-            rt.resets |= set(command.resets)
-        try:
-            words = await self.client.read_registers(rt.cfg.unit, CONFIG_START - 1,
-                                                     CONFIG_COUNT)
-            setup = decode_setup(words)
-        except (ModbusError, DecodeError) as exc:
-            self.publish_result(rt.name, parsed.setting, parsed.requested, False, None,
-                                error or f"written, but the read-back failed: {exc}")
-            return
-        self._apply_setup(rt, setup)
-        value: object = None
-        if parsed.is_button:
-            if error is None and parsed.setting == "reset_energy" and before is not None and \
-                    setup.status.get("energy_reset_count") == \
-                    before.status.get("energy_reset_count"):
-                error = "the meter did not count a reset (register 147 unchanged)"
-        else:
-            value = setup.settings.get(parsed.setting)
-            if error is None and setup.setting_raw(parsed.setting) != parsed.value:
-                error = f"the meter did not take {parsed.requested}; it holds {value}"
-        self.publish_result(rt.name, parsed.setting, parsed.requested, error is None, value,
-                            error)
-        # Show the new set-up now, and read the measurements under it soon.
-        self._publish_state(rt, force=True)
-        if "full" in rt.due:
-            rt.due["full"] = min(rt.due["full"], self.clock())

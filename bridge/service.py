@@ -18,6 +18,7 @@ from .config import BusConfig, Config
 from .gpio_io import GpioBackend
 from .hub import Hub
 from .inputs import AlarmChannel, PulseChannel, make_backend
+from .meter_runtime import components, device_info
 from .modbus_io import BusClient, Link, SerialLink, TcpLink
 from .mqtt_io import MqttLink
 from .poller import BusPoller, CommandRequest, MeterRuntime
@@ -135,16 +136,17 @@ class Service:
         for poller in self.pollers:
             for rt in poller.meters.values():
                 self.announcer.set_device(
-                    poller.device_info(rt),
+                    device_info(rt),
                     [self.topics.bridge_availability, self.topics.availability(rt.name)],
                     self.topics.state(rt.name))
 
     def _meter_components(self, poller: BusPoller, rt: MeterRuntime) -> None:
         self.announcer.set_device(
-            poller.device_info(rt),
+            device_info(rt),
             [self.topics.bridge_availability, self.topics.availability(rt.name)],
             self.topics.state(rt.name))
-        self.announcer.set_part(rt.node_id, "meter", poller.components(rt))
+        self.announcer.set_part(rt.node_id, "meter",
+                                components(rt, self.unique_prefix, self.topics))
         self.announcer.announce(rt.node_id)
 
     # -- MQTT callbacks (never block, never touch a bus) -------------------------------------
