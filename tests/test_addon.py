@@ -16,7 +16,18 @@ from typing import Any
 
 import aiomqtt
 import pytest
-from addon_support import MOSQUITTO, TOKEN, FakeSupervisor, fake_supervisor
+from addon_support import (
+    GPIO_ONLY,
+    MOSQUITTO,
+    OWN_ACCOUNT,
+    OWN_BROKER,
+    TOKEN,
+    TWO_BUSES,
+    FakeSupervisor,
+    bus,
+    fake_supervisor,
+    options,
+)
 
 from bridge.addon import health
 from bridge.addon.entry import URL_ENV, main
@@ -31,30 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SERVICE_BROKER = Broker("core-mosquitto", 1883, "addons", "s3cret-from-mosquitto")
 
 
-def bus(name: str, **kw: Any) -> dict[str, Any]:
-    return {"name": name, **kw}
-
-
-def options(**kw: Any) -> dict[str, Any]:
-    """Options as the Supervisor writes them: every list present, ``mqtt`` a mapping."""
-    base: dict[str, Any] = {"buses": [], "meters": [], "pulse_inputs": [], "alarm_inputs": [],
-                            "mqtt": {}, "log_level": "info"}
-    base.update(kw)
-    return base
-
-
 # ---------------------------------------------------------------------------------------------
 # options -> configuration (pure)
-
-TWO_BUSES = options(
-    buses=[bus("panel", transport="rtu", device="/dev/serial/by-id/usb-FTDI-if00-port0",
-               baudrate=9600, parity="E", stopbits="2"),
-           bus("shed", transport="tcp", host="192.0.2.7", port=5020, timeout=2.5)],
-    meters=[{"name": "shed_main", "bus": "shed", "unit": 3},
-            {"name": "main_panel", "bus": "panel", "unit": 1, "poll_interval": 2,
-             "allow_writes": True, "display_name": "Main panel"},
-            {"name": "sub_panel", "bus": "panel", "unit": 2}],
-    log_level="debug")
 
 MAPPINGS = [
     pytest.param(TWO_BUSES, {
@@ -70,12 +59,7 @@ MAPPINGS = [
             {"name": "shed", "transport": "tcp", "host": "192.0.2.7", "port": 5020,
              "timeout": 2.5, "meters": [{"name": "shed_main", "unit": 3}]}],
         "state_dir": "/data/state", "log_level": "debug"}, id="meters-grouped-by-bus"),
-    pytest.param(options(
-        pulse_inputs=[{"name": "pulses", "line": "GPIO17", "wh_per_pulse": "1000"},
-                      {"name": "pulses_b", "line": "22", "chip": "gpiochip0",
-                       "wh_per_pulse": "10", "edge": "rising", "debounce_ms": 5}],
-        alarm_inputs=[{"name": "door", "line": "GPIO27", "active": "closed"}],
-        mqtt={"base_topic": "home/meters", "discovery_prefix": "ha", "host": ""}), {
+    pytest.param(GPIO_ONLY, {
         "mqtt": {"host": "core-mosquitto", "port": 1883, "username": "addons",
                  "password": "s3cret-from-mosquitto", "base_topic": "home/meters",
                  "discovery_prefix": "ha"},
@@ -84,18 +68,12 @@ MAPPINGS = [
                           "wh_per_pulse": 10, "edge": "rising", "debounce_ms": 5}],
         "alarm_inputs": [{"name": "door", "line": "GPIO27", "active": "closed"}],
         "state_dir": "/data/state", "log_level": "info"}, id="gpio-only-topics-overridden"),
-    pytest.param(options(
-        buses=[bus("gw", transport="rtu_over_tcp", host="192.0.2.9")],
-        meters=[{"name": "m1", "bus": "gw", "unit": 1}],
-        mqtt={"host": "broker.lan", "port": 8883, "username": "me", "password": "pw"}), {
+    pytest.param(OWN_BROKER, {
         "mqtt": {"host": "broker.lan", "port": 8883, "username": "me", "password": "pw"},
         "buses": [{"name": "gw", "transport": "rtu_over_tcp", "host": "192.0.2.9",
                    "meters": [{"name": "m1", "unit": 1}]}],
         "state_dir": "/data/state", "log_level": "info"}, id="own-broker"),
-    pytest.param(options(
-        buses=[bus("gw", transport="tcp", host="192.0.2.9")],
-        meters=[{"name": "m1", "bus": "gw", "unit": 1}],
-        mqtt={"username": "bridge", "password": "mine", "port": 1884}), {
+    pytest.param(OWN_ACCOUNT, {
         "mqtt": {"host": "core-mosquitto", "port": 1884, "username": "bridge",
                  "password": "mine"},
         "buses": [{"name": "gw", "transport": "tcp", "host": "192.0.2.9",
@@ -350,6 +328,9 @@ def test_entry_missing_or_broken_options_file(tmp_path: Path,
     broken.write_text("{")
     assert main(["--options", str(broken), "--data-dir", str(tmp_path)]) == 2
     assert "not valid JSON" in capsys.readouterr().err
+    broken.write_text("[]")
+    assert main(["--options", str(broken), "--data-dir", str(tmp_path)]) == 2
+    assert "expected a mapping of options" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------

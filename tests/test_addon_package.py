@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 import yaml
+from addon_support import OPTION_SETS
 from jsonschema import Draft7Validator, ValidationError, validators
-from test_addon import MAPPINGS, TWO_BUSES
 
 import bridge
 from bridge.addon import options as addon_options
@@ -242,10 +242,10 @@ def test_schema_keys_are_the_keys_the_mapping_knows(config: dict[str, Any]) -> N
     assert set(schema["mqtt"]) == set(addon_options.MQTT_KEYS)
 
 
-@pytest.mark.parametrize("opts", [TWO_BUSES, *[p.values[0] for p in MAPPINGS]])
+@pytest.mark.parametrize("name", sorted(OPTION_SETS))
 def test_the_tests_option_sets_are_ones_the_supervisor_accepts(config: dict[str, Any],
-                                                               opts: Any) -> None:
-    assert supervisor_accepts(config["schema"], opts) == []
+                                                               name: str) -> None:
+    assert supervisor_accepts(config["schema"], OPTION_SETS[name]) == []
 
 
 def test_translations_cover_every_option(config: dict[str, Any]) -> None:

@@ -69,9 +69,10 @@ def read_options(path: Path) -> Any:
         raise ConfigError(f"{path}: not valid JSON: {exc}") from None
 
 
-def learn_broker(options: Any, url: str, token: str | None, wait_s: float) -> Broker | None:
+def learn_broker(options: dict[str, Any], url: str, token: str | None,
+                 wait_s: float) -> Broker | None:
     """The Supervisor's broker, or ``None`` when the options name their own."""
-    if isinstance(options, dict) and not uses_service_broker(options):
+    if not uses_service_broker(options):
         log.info("MQTT broker from the add-on options (mqtt.host)")
         return None
     broker = fetch_mqtt_service(url, token, wait_s=wait_s)
@@ -108,6 +109,8 @@ def write_private(path: Path, text: str) -> None:
 
 def prepare(args: argparse.Namespace, env: dict[str, str]) -> tuple[Config, Path]:
     options = read_options(args.options)
+    if not isinstance(options, dict):
+        raise ConfigError(f"{args.options}: expected a mapping of options")
     broker = learn_broker(options, env.get(URL_ENV, DEFAULT_URL), env.get("SUPERVISOR_TOKEN"),
                           args.wait)
     mapped = to_config(options, broker, str(args.data_dir / "state"))
