@@ -14,7 +14,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 RGBA = tuple[int, int, int, int]
-Shape = tuple[Callable[[float, float], bool], RGBA]
+Box = tuple[float, float, float, float]
+#: A shape: is (x, y) inside, its colour, and a box around it (to skip it quickly elsewhere).
+Shape = tuple[Callable[[float, float], bool], RGBA, Box]
 
 BLUE: RGBA = (24, 86, 160, 255)
 WHITE: RGBA = (255, 255, 255, 255)
@@ -51,11 +53,13 @@ def render(width: int, height: int, shapes: Sequence[Shape]) -> list[RGBA]:
     step = 1.0 / SAMPLES
     for y in range(height):
         for x in range(width):
+            near = [(inside, colour) for inside, colour, (x0, y0, x1, y1) in reversed(shapes)
+                    if x0 <= x + 1 and x <= x1 and y0 <= y + 1 and y <= y1]
             acc = [0, 0, 0, 0]
             for sy in range(SAMPLES):
                 for sx in range(SAMPLES):
                     px, py = x + (sx + 0.5) * step, y + (sy + 0.5) * step
-                    for inside, colour in reversed(shapes):
+                    for inside, colour in near:
                         if inside(px, py):
                             a = colour[3]
                             acc[0] += colour[0] * a
@@ -105,11 +109,14 @@ def meter_glyph(ox: float, oy: float, size: float) -> list[Shape]:
     """A dial with a lightning bolt, in a ``size`` square at (ox, oy)."""
     s = size / 128.0
     bolt = [(72, 22), (40, 70), (62, 70), (52, 106), (88, 54), (66, 54), (78, 22)]
+    cx, cy = ox + 64 * s, oy + 64 * s
+    points = [(ox + px * s, oy + py * s) for px, py in bolt]
     return [
-        (rounded_rect(ox, oy, ox + size, oy + size, 26 * s), BLUE),
-        (circle(ox + 64 * s, oy + 64 * s, 50 * s), WHITE),
-        (circle(ox + 64 * s, oy + 64 * s, 43 * s), BLUE),
-        (polygon([(ox + px * s, oy + py * s) for px, py in bolt]), AMBER),
+        (rounded_rect(ox, oy, ox + size, oy + size, 26 * s), BLUE, (ox, oy, ox + size, oy + size)),
+        (circle(cx, cy, 50 * s), WHITE, (cx - 50 * s, cy - 50 * s, cx + 50 * s, cy + 50 * s)),
+        (circle(cx, cy, 43 * s), BLUE, (cx - 43 * s, cy - 43 * s, cx + 43 * s, cy + 43 * s)),
+        (polygon(points), AMBER, (min(p[0] for p in points), min(p[1] for p in points),
+                                  max(p[0] for p in points), max(p[1] for p in points))),
     ]
 
 
@@ -121,7 +128,8 @@ def text(ox: float, oy: float, scale: float, word: str) -> list[Shape]:
                 if bit == "#":
                     x = ox + (n * 6 + col) * scale
                     y = oy + row * scale
-                    shapes.append((rounded_rect(x, y, x + scale, y + scale, scale * 0.2), BLUE))
+                    shapes.append((rounded_rect(x, y, x + scale, y + scale, scale * 0.2), BLUE,
+                                   (x, y, x + scale, y + scale)))
     return shapes
 
 
