@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv mosquitto lint typecheck test test-ha test-fast demo bench bench-quick soak clean
+.PHONY: help venv mosquitto lint typecheck test test-ha test-fast demo bench bench-quick soak clean addon-repo
 
 help:
 	@echo "make demo        run the bridge on simulated meters with a local broker"
@@ -15,6 +15,7 @@ help:
 	@echo "make bench       benchmarks (bus utilisation, CPU, memory), results in bench-results/"
 	@echo "make bench-quick the same figures in under a minute"
 	@echo "make soak        one hour against 63 simulated meters with faults injected"
+	@echo "make addon-repo  assemble the Home Assistant add-on repository in $(ADDON_OUT)/"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -67,6 +68,17 @@ bench-quick: venv mosquitto
 
 soak: venv mosquitto
 	$(PY) -m tests.faults.soak --minutes 60
+
+# The Home Assistant add-on repository: addon/ plus the bridge's wheel, which the add-on's
+# Dockerfile installs (the Supervisor builds with addon/series4000/ as the context).
+ADDON_OUT ?= dist/addon-repository
+
+addon-repo:
+	rm -rf $(ADDON_OUT)
+	mkdir -p $(ADDON_OUT)
+	cp -R addon/repository.yaml addon/README.md addon/series4000 $(ADDON_OUT)/
+	$(PYTHON) -m pip wheel --quiet --no-deps --wheel-dir $(ADDON_OUT)/series4000/wheels .
+	@echo "add-on repository in $(ADDON_OUT)/ (push its contents to the add-on repository)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -188,6 +188,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_install_service(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .systemd_unit import install_service
+
+    return install_service(Path(args.unit_dir), args.python, Path(args.config), args.user,
+                           args.dry_run)
+
+
 def cmd_print_discovery(args: argparse.Namespace) -> int:
     from .print_discovery import print_discovery
 
@@ -203,6 +212,7 @@ VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "scan": cmd_scan,
     "simulate": cmd_simulate,
     "demo": cmd_demo,
+    "install-service": cmd_install_service,
 }
 
 
@@ -252,6 +262,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frozen", action="store_true", help="values do not move")
     p.add_argument("--per-phase-without-neutral", action="store_true",
                    help="report per-phase power in types 11 and 31 instead of QNAN")
+
+    p = sub.add_parser("install-service",
+                       help="write the systemd unit that runs the bridge (Raspberry Pi OS)")
+    p.add_argument("--config", default="/etc/series4000-bridge/config.yaml", metavar="FILE",
+                   help="the config file the service reads (default %(default)s)")
+    p.add_argument("--user", default="series4000", help="service user (default %(default)s)")
+    p.add_argument("--unit-dir", default="/etc/systemd/system", metavar="DIR",
+                   help="where the unit goes (default %(default)s)")
+    p.add_argument("--python", default=sys.executable,
+                   help="the Python that runs the bridge (default: this one, %(default)s)")
+    p.add_argument("--dry-run", action="store_true", help="print the unit instead of writing it")
     return parser
 
 
