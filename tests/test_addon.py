@@ -16,7 +16,16 @@ from typing import Any
 
 import aiomqtt
 import pytest
-from addon_support import (
+
+from bridge.addon import health
+from bridge.addon.entry import URL_ENV, main
+from bridge.addon.options import Broker, to_config, translate
+from bridge.addon.supervisor import NoMqttService, SupervisorError, fetch_mqtt_service
+from bridge.broker import Broker as Mosquitto
+from bridge.broker import free_port
+from bridge.config import Config, load_config, parse_config
+from bridge.errors import ConfigError
+from tests.addon_support import (
     GPIO_ONLY,
     MOSQUITTO,
     OWN_ACCOUNT,
@@ -28,15 +37,6 @@ from addon_support import (
     fake_supervisor,
     options,
 )
-
-from bridge.addon import health
-from bridge.addon.entry import URL_ENV, main
-from bridge.addon.options import Broker, to_config, translate
-from bridge.addon.supervisor import NoMqttService, SupervisorError, fetch_mqtt_service
-from bridge.broker import Broker as Mosquitto
-from bridge.broker import free_port
-from bridge.config import Config, load_config, parse_config
-from bridge.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICE_BROKER = Broker("core-mosquitto", 1883, "addons", "s3cret-from-mosquitto")
@@ -395,10 +395,8 @@ def password_broker(tmp_path: Path) -> Any:
                     MOSQUITTO["password"]], check=True, capture_output=True)
     pwfile.chmod(0o600)
     port = free_port()
-    # Run as root, Mosquitto would drop to its own user, which cannot read pytest's tmp_path.
-    user = "user root\n" if os.geteuid() == 0 else ""
     b = Mosquitto(port=port, extra_config=(f"listener {port} 127.0.0.1\nallow_anonymous false\n"
-                                           f"password_file {pwfile}\n{user}")).start()
+                                           f"password_file {pwfile}\n")).start()
     try:
         yield b
     finally:

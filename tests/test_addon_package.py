@@ -23,11 +23,11 @@ from typing import Any
 
 import pytest
 import yaml
-from addon_support import OPTION_SETS
 from jsonschema import Draft7Validator, ValidationError, validators
 
 import bridge
 from bridge.addon import options as addon_options
+from tests.addon_support import OPTION_SETS
 
 ROOT = Path(__file__).resolve().parent.parent
 ADDON = ROOT / "addon" / "series4000"
