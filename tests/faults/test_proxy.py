@@ -156,6 +156,141 @@ async def test_damaged_requests_never_give_wrong_registers(sim_factory: Any,
     assert outcome["WRONG"] == 0, outcome
 
 
+# -- stale answers: the cases RTU's missing transaction id makes dangerous --------------------
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+async def test_an_answer_held_past_the_timeout_is_not_taken_for_the_next_read(
+        sim_factory: Any, retries: int) -> None:
+    # A gateway holds answers for 0.15 s, longer than the 0.06 s timeout: the answer to one
+    # read turns up while the client waits for the next one.
+    plan = FaultPlan(responses={Fault.DELAY: 0.5}, delay_s=0.15)
+    async with rig(sim_factory, plan, retries=retries) as (client, proxy, truth):
+        outcome = await hammer(client, truth, 12)
+    assert proxy.counts[Fault.DELAY] > 0
+    assert outcome["WRONG"] == 0, outcome
+
+
+async def test_a_repeated_answer_is_not_taken_for_the_next_read(sim_factory: Any) -> None:
+    # The copy arrives glued to the answer; pymodbus alone would take the first frame and
+    # throw the rest away, whichever of them is the real answer.
+    plan = FaultPlan(responses={Fault.DUPLICATE: 0.5})
+    async with rig(sim_factory, plan) as (client, proxy, truth):
+        outcome = await hammer(client, truth, 18)
+    assert proxy.counts[Fault.DUPLICATE] > 0
+    assert outcome["WRONG"] == 0, outcome
+    assert client.stats.stray_frames > 0
+
+
+class SlowMeterGateway:
+    """A gateway in front of a meter that answers the first request too late.
+
+    Its serial side outlives TCP connections, so the late answer comes out on whatever
+    connection is open when it arrives: ahead of the answer to the next request, or (when the
+    next request collided with it on the line and was lost) instead of it.
+    """
+
+    def __init__(self, image: dict[int, int], next_answered: bool, glued: bool = False) -> None:
+        self.image = image
+        self.next_answered = next_answered
+        self.glued = glued
+        self.requests = 0
+        self.late: bytes | None = None
+
+    def answer(self, request: bytes) -> bytes:
+        frame = rtu.parse_frame(request)
+        address, count = int.from_bytes(frame.data[:2]), int.from_bytes(frame.data[2:])
+        return rtu.read_response(frame.unit,
+                                 [self.image.get(address + 1 + i, 0) for i in range(count)])
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while request := await reader.read(256):
+            self.requests += 1
+            if self.requests == 1:
+                self.late = self.answer(request)  # too late for the client's timeout
+                continue
+            late, self.late = self.late or b"", None
+            if late and not self.next_answered:
+                writer.write(late)
+            elif self.glued:
+                writer.write(late + self.answer(request))  # one read for the client
+            else:
+                writer.write(late)
+                await asyncio.sleep(0)  # a separate write, just behind
+                writer.write(self.answer(request))
+
+    @contextlib.asynccontextmanager
+    async def client(self) -> AsyncIterator[BusClient]:
+        server = await asyncio.start_server(self.serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        bus = BusClient(TcpLink("127.0.0.1", port, rtu=True, baudrate=115200), timeout=0.1,
+                        retries=1)
+        try:
+            yield bus
+        finally:
+            bus.close()
+            server.close()
+
+
+@pytest.mark.parametrize("glued", [True, False])
+async def test_a_late_answer_just_ahead_of_the_real_one_is_refused(sim_factory: Any,
+                                                                   glued: bool) -> None:
+    # Glued: pymodbus alone takes the first frame of a read and drops the rest. Apart: the
+    # real answer comes within the t3.5 the client listens on after taking one.
+    image = sim_factory([1], frozen=True).meters[1].registers()
+    gateway = SlowMeterGateway(image, next_answered=True, glued=glued)
+    async with gateway.client() as client:
+        client.retries = 0
+        with pytest.raises(ModbusTimeout):
+            await client.read_registers(1, 0, 10)  # A: answered too late
+        client.retries = 1
+        # B gets A's late answer and then its own: the client must not return A's registers.
+        assert await client.read_registers(1, 256, 10) == [image[257 + i] for i in range(10)]
+        assert client.stats.stray_frames == 1
+
+
+async def test_limit_a_lone_late_answer_passes_for_the_next_one(sim_factory: Any) -> None:
+    """What no RTU master can detect: a late answer that arrives alone, instead of the next.
+
+    A meter slower than the client's timeout answers read A after the client gave up, while it
+    waits for read B of the same shape, and B is lost (it collided with A's answer on the
+    line). RTU frames carry no transaction id and one request got one well-formed answer, so
+    the client returns A's registers as B's. The same holds for any extra answer (a request
+    repeated by a gateway) that arrives alone more than t3.5 before the real one. The defence
+    is configuration: a timeout longer than the slowest answer, and gateways that do not
+    repeat requests. This test pins the boundary of what the other tests guarantee.
+    """
+    image = sim_factory([1], frozen=True).meters[1].registers()
+    gateway = SlowMeterGateway(image, next_answered=False)
+    async with gateway.client() as client:
+        client.retries = 0
+        with pytest.raises(ModbusTimeout):
+            await client.read_registers(1, 0, 10)  # A
+        registers = await client.read_registers(1, 256, 10)  # B, answered with A's registers
+    assert registers == [image[1 + i] for i in range(10)]
+    assert registers != [image[257 + i] for i in range(10)]
+
+
+# -- many faults at once -------------------------------------------------------------------------
+
+
+async def test_hundreds_of_reads_with_faults_both_ways(sim_factory: Any) -> None:
+    # 8 % of the frames each way, every kind; frames held longer than the timeout.
+    plan = FaultPlan.uniform(0.08, requests=True, delay_s=0.1)
+    async with rig(sim_factory, plan, seed=2024) as (client, proxy, truth):
+        outcome = await hammer(client, truth, 240)
+    faulty = sum(proxy.counts.values())
+    assert outcome["WRONG"] == 0, outcome
+    assert outcome["ok"] >= 150, outcome
+    assert faulty == len(proxy.log)
+    frames = sum(proxy.frames.values())
+    assert 0.04 * frames < faulty < 0.12 * frames
+    assert len(proxy.counts) >= 6
+    assert {e.unit for e in proxy.log} <= {1, 2}
+    assert {e.direction for e in proxy.log} == {"request", "response"}
+    assert all(a.time <= b.time for a, b in zip(proxy.log, proxy.log[1:], strict=False))
+
+
 # -- gateway restart --------------------------------------------------------------------------
 
 
