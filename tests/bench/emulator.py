@@ -14,6 +14,13 @@ connection. Timing uses the event loop's monotonic clock. Every delivery records
 against its ideal instant (:meth:`BusEmulator.timing`), so a benchmark can state its own error:
 plain ``asyncio.sleep`` overshoots by up to a millisecond (epoll's resolution), so the emulator
 sleeps until ``spin_s`` before a deadline and then yields to the loop until the deadline passes.
+
+Measured on the 2-core development machine (``python -m tests.bench.accuracy``, 80 reads at each
+of 9600-115200 baud, another process using about 3/4 of one core): lateness per delivery mean
+0.06-0.3 ms, median <= 0.08 ms, p99 0.9-3.9 ms, max 4.1 ms, RTU over TCP and pty alike; with
+plain sleeps (``spin_s=0``) the mean is 0.8-1.3 ms. With both cores oversubscribed the median
+stays below 0.1 ms but p99 reaches 10-12 ms (scheduler time slices). Every transaction has two
+deliveries, so a measured utilisation is low by about 2 x mean lateness per transaction.
 """
 
 from __future__ import annotations
