@@ -5,6 +5,13 @@ pymodbus sends a request as soon as it is asked to. On an RS-485 line the next r
 19200 baud), or the meters see one long garbled frame. This module adds that silence, bounded
 timeouts, its own retries (so that retries also respect the silence), answer validation, and
 reconnection after a serial adapter is unplugged or a gateway restarts.
+
+RTU frames carry no transaction id, so an answer that comes late or twice looks like the answer
+to the next request. The client therefore measures the silence from the last byte of anything,
+refuses an answer that came with or was followed within t3.5 by more data, checks unit and
+function, and opens a new connection after a timeout on RTU over TCP (a gateway may still hold
+the late answer). A late answer that arrives alone, in place of the next one, cannot be told
+apart; the timeout must exceed the slowest answer.
 """
 
 from __future__ import annotations
@@ -139,6 +146,8 @@ class BusStats:
     timeouts: int = 0
     retries: int = 0
     reconnects: int = 0
+    #: answers refused because more data came with or right after them (late or repeated frames)
+    stray_frames: int = 0
     latency_ms: float = 0.0  # exponentially weighted mean of successful transactions
     busy_s: float = 0.0
     per_unit_errors: dict[int, int] = field(default_factory=dict)
@@ -148,6 +157,59 @@ class BusStats:
         self.busy_s += seconds
         ms = seconds * 1000.0
         self.latency_ms = ms if self.latency_ms == 0 else 0.9 * self.latency_ms + 0.1 * ms
+
+
+# ---------------------------------------------------------------------------------------------
+# What arrives on the line
+
+
+class _LineWatch:
+    """Every arrival on the link, seen through pymodbus' trace hooks.
+
+    pymodbus takes the first well-formed frame from the right unit as the answer to the request
+    outstanding, and its RTU framer throws away whatever else was in the same read. RTU frames
+    carry no transaction id, so an answer that arrives late (a gateway holding it past the
+    timeout) or twice (a repeated frame, or a request repeated by a gateway so the meter answers
+    twice) would be taken for the next request of the same shape. The watch records when bytes
+    last arrived and whether anything came with or after the frame taken as the answer, so the
+    client can keep the line idle for t3.5 after the last byte of anything, and refuse an answer
+    that had company.
+    """
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self.last_rx = float("-inf")
+        self._arrivals = 0
+        self._buffered = 0
+        self._answer_at: int | None = None
+        self._crowded = False
+
+    def packet(self, sending: bool, data: bytes) -> bytes:
+        if not sending:  # pymodbus passes its whole receive buffer on every arrival
+            self.last_rx = self._clock()
+            self._arrivals += 1
+            self._buffered = len(data)
+        return data
+
+    def pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
+        if not sending and self._answer_at is None:
+            self._answer_at = self._arrivals
+            try:
+                size = 4 + len(pdu.encode())  # unit + function + PDU data + CRC
+            except Exception:  # a PDU that cannot re-encode is judged by its decoder
+                size = self._buffered
+            self._crowded = self._buffered > size
+        return pdu
+
+    def expect_answer(self) -> None:
+        """A request is about to go out: the next frame decoded is its answer."""
+        self._answer_at = None
+        self._crowded = False
+
+    def answer_had_company(self) -> bool:
+        """More bytes came in the same read as the answer, or after it."""
+        return self._crowded or (self._answer_at is not None
+                                 and self._arrivals > self._answer_at)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,6 +232,7 @@ class BusClient:
         self._quiet_until = 0.0
         self._client: AsyncModbusSerialClient | AsyncModbusTcpClient | None = None
         self._reconnect_delay = 0.0
+        self._watch = _LineWatch(clock)
 
     # -- connection ------------------------------------------------------------------------
 
@@ -177,7 +240,9 @@ class BusClient:
         # pymodbus retries and reconnects are off: this class does both, so that a retry also
         # waits out the line's silence and a dead gateway does not loop inside pymodbus.
         common: dict[str, Any] = {"timeout": self.timeout, "retries": 0,
-                                  "reconnect_delay": 0, "name": self.name}
+                                  "reconnect_delay": 0, "name": self.name,
+                                  "trace_packet": self._watch.packet,
+                                  "trace_pdu": self._watch.pdu}
         client: AsyncModbusSerialClient | AsyncModbusTcpClient
         if isinstance(self.link, SerialLink):
             client = AsyncModbusSerialClient(
@@ -226,11 +291,18 @@ class BusClient:
     # -- transactions ----------------------------------------------------------------------
 
     async def _wait_silence(self) -> None:
-        delay = self._quiet_until - self._clock()
-        if delay > 0:
+        """Wait until the line has been quiet for t3.5 since the last byte of anything."""
+        while True:
+            idle_at = self._quiet_until
+            if self.silence:
+                idle_at = max(idle_at, self._watch.last_rx + self.silence)
+            delay = idle_at - self._clock()
+            if delay <= 0:
+                return
             await asyncio.sleep(delay)
 
-    async def _transact(self, unit: int, what: str, send: Callable[[Any], Awaitable[Any]],
+    async def _transact(self, unit: int, what: str, function: int,
+                        send: Callable[[Any], Awaitable[Any]],
                         retries: int | None = None) -> Any:
         async with self._lock:
             last_error: ModbusError | None = None
@@ -239,6 +311,7 @@ class BusClient:
                     self.stats.retries += 1
                 await self.connect()
                 await self._wait_silence()
+                self._watch.expect_answer()
                 started = self._clock()
                 try:
                     response = await asyncio.wait_for(send(self._client),
@@ -252,6 +325,11 @@ class BusClient:
                     self._quiet_until = self._clock() + max(self.silence, 0.02)
                     if self._client is not None:
                         self._client.ctx.recv_buffer = b""
+                    if isinstance(self.link, TcpLink) and self.link.rtu:
+                        # A gateway may hold the answer for longer than any settling time,
+                        # and without a transaction id it would pass for the next answer.
+                        # A new connection leaves it behind.
+                        self.close()
                     continue
                 except ConnectionException as exc:
                     self.close()
@@ -262,13 +340,27 @@ class BusClient:
                     continue
                 finally:
                     self._quiet_until = max(self._quiet_until, self._clock() + self.silence)
-                if isinstance(response, ExceptionResponse) or response.isError():
-                    self.stats.record_ok(self._clock() - started)
-                    raise ModbusExceptionReply(response.exception_code, f"unit {unit}, {what}")
                 if getattr(response, "dev_id", unit) not in (unit, 0):
                     last_error = ModbusFrameError(
                         f"unit {unit}: answer came from unit {response.dev_id}")
                     continue
+                if response.function_code & 0x7F != function:
+                    last_error = ModbusFrameError(
+                        f"unit {unit}: answer to {what} has function {response.function_code}")
+                    continue
+                if self.silence:
+                    # Keep listening for t3.5 (the silence is due before the next request
+                    # anyway): an answer with company may belong to an earlier request.
+                    await self._wait_silence()
+                    if self._watch.answer_had_company():
+                        self.stats.stray_frames += 1
+                        last_error = ModbusFrameError(
+                            f"unit {unit}: more data came with the answer to {what}; "
+                            "it may be a late or repeated answer")
+                        continue
+                if isinstance(response, ExceptionResponse) or response.isError():
+                    self.stats.record_ok(self._clock() - started)
+                    raise ModbusExceptionReply(response.exception_code, f"unit {unit}, {what}")
                 self.stats.record_ok(self._clock() - started)
                 return response
             self.stats.errors += 1
@@ -286,7 +378,7 @@ class BusClient:
                 return await client.read_input_registers(address, count=count, device_id=unit)
             return await client.read_holding_registers(address, count=count, device_id=unit)
 
-        response = await self._transact(unit, what, send, retries)
+        response = await self._transact(unit, what, 4 if function == 4 else 3, send, retries)
         registers = list(getattr(response, "registers", []))
         if len(registers) != count:
             self.stats.errors += 1
@@ -300,7 +392,7 @@ class BusClient:
         async def send(client: Any) -> Any:
             return await client.write_register(address, value, device_id=unit)
 
-        response = await self._transact(unit, what, send, retries)
+        response = await self._transact(unit, what, 6, send, retries)
         echoed = getattr(response, "registers", [value])
         if getattr(response, "address", address) != address or list(echoed)[:1] != [value]:
             raise ModbusFrameError(f"unit {unit}: {what} was echoed wrongly")
@@ -309,7 +401,7 @@ class BusClient:
         async def send(client: Any) -> Any:
             return await client.execute(False, ReportDeviceIdRequest(dev_id=unit))
 
-        response = await self._transact(unit, "report slave id", send)
+        response = await self._transact(unit, "report slave id", 0x11, send)
         if not isinstance(response, SlaveIdResponse):
             raise ModbusFrameError(f"unit {unit}: unexpected answer to report slave id")
         text = response.text.decode("ascii", errors="replace").strip("\x00 ")
@@ -320,7 +412,7 @@ class BusClient:
             return await client.read_device_information(read_code=1, object_id=0,
                                                         device_id=unit)
 
-        response = await self._transact(unit, "read device identification", send)
+        response = await self._transact(unit, "read device identification", 0x2B, send)
         info = getattr(response, "information", {}) or {}
         out: dict[int, str] = {}
         for oid, raw in info.items():

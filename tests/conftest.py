@@ -44,6 +44,23 @@ async def sim_factory() -> AsyncIterator[Any]:
         await sim.stop()
 
 
+@pytest.fixture
+async def emulator_factory() -> AsyncIterator[Any]:
+    """Put simulators on line-rate emulated RS-485 buses; every bus is stopped at the end."""
+    from tests.bench.emulator import BusEmulator
+
+    made: list[BusEmulator] = []
+
+    async def make(sim: Simulator, line: str = "115200 8N1", **kwargs: Any) -> BusEmulator:
+        bus = await BusEmulator.for_simulator(sim, line, **kwargs)
+        made.append(bus)
+        return bus
+
+    yield make
+    for bus in made:
+        await bus.stop()
+
+
 async def run_cli(*args: str, timeout: float = 30.0) -> tuple[int, str, str]:
     """Run ``python -m bridge ...`` as a child process (the event loop keeps serving)."""
     proc = await asyncio.create_subprocess_exec(
