@@ -51,16 +51,17 @@ def words_from_float32(value: float) -> tuple[int, int]:
     return int(hi), int(lo)
 
 
-def shortest_float32(value: float) -> float:
-    """The shortest decimal that reads back as the same float32 (9.999999776e-2 -> 0.1)."""
-    if not math.isfinite(value) or value == 0.0:
-        return value
-    target = struct.pack(">f", value)
-    for digits in range(6, 10):
-        candidate = float(f"{value:.{digits}g}")
-        if struct.pack(">f", candidate) == target:
-            return candidate
-    return value
+#: Significant digits published for a float register: a float32 holds 7.2 of them, so 8 keep
+#: its resolution (energy totals included) while dropping the binary noise of the widening
+#: (float32 0.1 is 0.100000001490116 as a double; published as 0.1).
+FLOAT_DIGITS = 8
+_F32 = struct.Struct(">f")
+
+
+def float_value(raw: float, exponent: int = 0) -> float:
+    """A float register's value in the state key's unit, rounded to :data:`FLOAT_DIGITS`."""
+    value = raw * 10.0**exponent if exponent else raw
+    return float(f"{value:.{FLOAT_DIGITS}g}")
 
 
 def decode_raw(dtype: DataType, words: Sequence[int],
@@ -106,11 +107,7 @@ def decode(row: Register, words: Sequence[int], scales: Mapping[int, int]) -> Va
         return None
     exponent = _power_of_ten(row.factor) if row.factor != 1.0 else 0
     if row.dtype is DataType.FLOAT32:
-        value = shortest_float32(float(raw))
-        if exponent == 0:
-            return value
-        # Keep the float's significant digits: 1.2345678 kW -> 1234.5678 W exactly.
-        return float(f"{value * 10.0**exponent:.9g}")
+        return float_value(float(raw), exponent)
     assert isinstance(raw, int)
     if row.scale_reg is not None:
         if row.scale_reg not in scales:
@@ -122,17 +119,36 @@ def decode(row: Register, words: Sequence[int], scales: Mapping[int, int]) -> Va
     return scale(raw, exponent)
 
 
+
+
 def decode_block(block: ReadBlock, words: Sequence[int],
                  scales: Mapping[int, int]) -> dict[Register, Value | None]:
-    """Decode every row of a read block from the words the meter returned for it."""
+    """Decode every row of a read block from the words the meter returned for it.
+
+    The float block is the hot path of every poll: the words are packed once and each float
+    is unpacked in place.
+    """
     if len(words) != block.count:
         raise DecodeError(
             f"read of {block.count} registers from {block.start} returned {len(words)}"
         )
+    try:
+        buf = struct.pack(f">{block.count}H", *words)
+    except struct.error:
+        bad = next((w for w in words if not (isinstance(w, int) and 0 <= w <= 0xFFFF)), None)
+        raise DecodeError(f"register value {bad!r} is not a 16-bit word") from None
     out: dict[Register, Value | None] = {}
-    for row in block.registers:
-        offset = row.reg - block.start
-        out[row] = decode(row, words[offset:offset + row.words], scales)
+    unpack, isfinite = _F32.unpack_from, math.isfinite
+    for row, offset, exponent, plain in block.layout:
+        if not plain:
+            index = offset // 2
+            out[row] = decode(row, words[index:index + row.words], scales)
+            continue
+        (raw,) = unpack(buf, offset)
+        if not isfinite(raw):
+            out[row] = None
+        else:
+            out[row] = float(f"{raw * 10.0**exponent if exponent else raw:.{FLOAT_DIGITS}g}")
     return out
 
 

@@ -205,6 +205,10 @@ class AlarmInputConfig(GpioInputConfig):
 class PublishConfig(Strict):
     #: Publish a meter's state at least this often even when nothing changed.
     heartbeat_s: Annotated[float, _in_range(1, 3600)] = 60.0
+    #: At most one state message per meter this often; readings in between are folded into
+    #: the next message (the latest values win). Keeps Home Assistant's recorder from storing
+    #: every entity several times a second when a meter is polled continuously.
+    min_interval_s: Annotated[float, _in_range(0, 3600)] = 0.5
     #: Change needed before a value counts as changed, by state key or by unit
     #: (``W: 5`` or ``power_w: 10``); the key wins over the unit.
     deadband: dict[str, Annotated[float, _in_range(0, 1e9)]] = Field(default_factory=dict)

@@ -25,11 +25,11 @@ class Hub:
         #: Called for every publication (tests and benchmarks count messages here).
         self.observers: list[Callable[[str, str, bool], None]] = []
 
-    def _send(self, topic: str, payload: str, retain: bool) -> None:
+    def _send(self, topic: str, payload: str, retain: bool, qos: int = 1) -> None:
         for observer in self.observers:
             observer(topic, payload, retain)
         if self.publisher is not None:
-            self.publisher.publish(topic, payload, retain=retain)
+            self.publisher.publish(topic, payload, retain=retain, qos=qos)
 
     def retain(self, group: str, topic: str, payload: str) -> None:
         """Publish retained and remember it; an empty payload clears the topic for good."""
@@ -37,7 +37,9 @@ class Hub:
             self._retained[group].pop(topic, None)
         else:
             self._retained[group][topic] = payload
-        self._send(topic, payload, True)
+        # States are superseded every poll and re-sent after every reconnect: QoS 0 spares a
+        # round trip per message; discovery and availability keep QoS 1.
+        self._send(topic, payload, True, 0 if group == STATE else 1)
 
     def clear(self, topic: str) -> None:
         """Remove a retained message someone else left on the broker."""
@@ -54,7 +56,7 @@ class Hub:
         count = 0
         for group in groups:
             for topic, payload in list(self._retained[group].items()):
-                self._send(topic, payload, True)
+                self._send(topic, payload, True, 0 if group == STATE else 1)
                 count += 1
         return count
 

@@ -194,10 +194,14 @@ class _LineWatch:
     def pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
         if not sending and self._answer_at is None:
             self._answer_at = self._arrivals
-            try:
-                size = 4 + len(pdu.encode())  # unit + function + PDU data + CRC
-            except Exception:  # a PDU that cannot re-encode is judged by its decoder
-                size = self._buffered
+            registers = getattr(pdu, "registers", None)
+            if pdu.function_code in (3, 4) and isinstance(registers, list):
+                size = 5 + 2 * len(registers)  # unit, function, count, data, CRC
+            else:
+                try:
+                    size = 4 + len(pdu.encode())  # unit + function + PDU data + CRC
+                except Exception:  # a PDU that cannot re-encode is judged by its decoder
+                    size = self._buffered
             self._crowded = self._buffered > size
         return pdu
 
@@ -314,8 +318,9 @@ class BusClient:
                 self._watch.expect_answer()
                 started = self._clock()
                 try:
-                    response = await asyncio.wait_for(send(self._client),
-                                                      self.timeout + 0.5)
+                    # pymodbus times the answer out itself; this only bounds a hung transport.
+                    async with asyncio.timeout(self.timeout + 0.5):
+                        response = await send(self._client)
                 except (ModbusIOException, TimeoutError) as exc:
                     last_error = ModbusTimeout(f"unit {unit}: no answer to {what} ({exc})"
                                                if not isinstance(exc, TimeoutError)

@@ -124,6 +124,10 @@ class BusPoller:
             if value is not None:
                 self._publish_availability(rt, value)
             return
+        if task == "publish":
+            rt.due.pop("publish", None)
+            self.publish_state(rt)
+            return
         try:
             if task == "init":
                 await self._init(rt)
@@ -163,7 +167,9 @@ class BusPoller:
         now = self.clock()
         rt.due.pop("init", None)
         rt.due["config"] = now + rt.cfg.config_interval
-        rt.due["full"] = now + rt.cfg.poll_interval
+        # Spread the meters' full reads over the period: meters that start together would
+        # otherwise all be due together, every period, and crowd out the fast tier.
+        rt.due["full"] = now + rt.cfg.poll_interval * self._phase(rt)
         if rt.cfg.fast_interval is not None and rt.fast_blocks:
             rt.due["fast"] = now + rt.cfg.fast_interval
         rt.backoff = self.cfg.backoff_s
@@ -175,6 +181,11 @@ class BusPoller:
         self.take_setup(rt, decode_setup(words))
         self.publish_state(rt)
         self._notify(rt, "config")
+
+    def _phase(self, rt: MeterRuntime) -> float:
+        """(k + 1) / n for the k-th of n meters on the bus."""
+        names = list(self.meters)
+        return (names.index(rt.name) + 1) / len(names)
 
     def take_setup(self, rt: MeterRuntime, setup: MeterSetup, announce: bool = False) -> None:
         """A fresh read of the set-up block: replan and re-announce if the wiring changed."""
@@ -219,13 +230,19 @@ class BusPoller:
     def publish_state(self, rt: MeterRuntime, force: bool = False) -> None:
         if rt.setup is None:
             return
-        state = state_of(rt)
         now = self.clock()
+        hold_until = rt.last_state_time + self.publish_cfg.min_interval_s
+        if not force and rt.last_state is not None and now < hold_until:
+            rt.due["publish"] = hold_until  # folded into one message at the end of the hold
+            return
+        rt.due.pop("publish", None)
+        state = state_of(rt)
         if not force and not should_publish(rt.last_state, rt.last_state_time, state, now,
                                             self.publish_cfg.heartbeat_s, self.deadbands):
             return
         rt.last_state, rt.last_state_time = state, now
-        self.hub.retain(STATE, self.topics.state(rt.name), json.dumps(state, sort_keys=True))
+        # The key order is stable (state_of builds it the same way every time): no sorting.
+        self.hub.retain(STATE, self.topics.state(rt.name), json.dumps(state))
 
     def _publish_availability(self, rt: MeterRuntime, online: bool) -> None:
         self.hub.retain(AVAILABILITY, self.topics.availability(rt.name),

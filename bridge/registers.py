@@ -6,7 +6,9 @@ Keeping the manual's numbers in the profile lets anyone check a row against the 
 
 from __future__ import annotations
 
+import functools
 import itertools
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -39,9 +41,13 @@ class Access(Enum):
     W = "w"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Register:
-    """One point of a meter's map."""
+    """One point of a meter's map.
+
+    Rows are unique objects of a profile: they compare and hash by identity, which keeps the
+    per-poll dictionaries keyed by row cheap.
+    """
 
     id: str
     reg: int
@@ -82,13 +88,24 @@ class Register:
         return self.access is not Access.R
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ReadBlock:
     """One read request: ``count`` registers from register number ``start``."""
 
     start: int
     count: int
     registers: tuple[Register, ...]
+
+    @functools.cached_property
+    def layout(self) -> tuple[tuple[Register, int, int, bool], ...]:
+        """Per row, computed once per block: byte offset in the answer, the power of ten of
+        its factor, and whether it is a plain float32 (high word first), the fast path."""
+        out = []
+        for row in self.registers:
+            exponent = round(math.log10(row.factor))
+            plain = row.dtype is DataType.FLOAT32 and row.word_order is WordOrder.HIGH_FIRST
+            out.append((row, 2 * (row.reg - self.start), exponent, plain))
+        return tuple(out)
 
     @property
     def address(self) -> int:

@@ -9,7 +9,7 @@ the meter reports a number for it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from .meters.series4000 import ALARM_BITS, SYSTEM_TYPES, AlarmBit
@@ -71,11 +71,14 @@ def is_number(value: object) -> bool:
             and math.isfinite(value))
 
 
+MONOTONIC = frozenset(q.key for q in BY_KEY.values() if q.monotonic)
+
+
 def sanitize(
     values: Mapping[str, Number | None],
     valid: frozenset[str],
     floors: Mapping[str, Number],
-    resets: Iterable[str] = (),
+    resets: Collection[str] = (),
 ) -> tuple[dict[str, Number], dict[str, Number], list[Dropped]]:
     """Turn decoded values into publishable ones.
 
@@ -83,17 +86,15 @@ def sanitize(
     value (``floors``) is dropped and reported, unless the key is in ``resets`` (the bridge
     knows the meter was reset). Returns the clean values, the new floors, and the drops.
     """
-    reset_set = set(resets)
     clean: dict[str, Number] = {}
     new_floors = dict(floors)
     dropped: list[Dropped] = []
     for key, value in values.items():
         if key not in valid or value is None or not is_number(value):
             continue
-        q = BY_KEY.get(key)
-        if q is not None and q.monotonic:
+        if key in MONOTONIC:
             floor = floors.get(key)
-            if floor is not None and value < floor and key not in reset_set:
+            if floor is not None and value < floor and key not in resets:
                 dropped.append(Dropped(key, value, floor, "lower than the last published total"))
                 continue
             new_floors[key] = value

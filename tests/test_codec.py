@@ -150,10 +150,22 @@ def test_block_length_mismatch_is_an_error() -> None:
         codec.decode_block(block, [0] * (block.count - 1), {})
 
 
-def test_shortest_float32() -> None:
-    assert codec.shortest_float32(struct.unpack(">f", struct.pack(">f", 0.1))[0]) == 0.1
+def test_floats_are_published_without_binary_noise() -> None:
+    assert codec.float_value(struct.unpack(">f", struct.pack(">f", 0.1))[0]) == 0.1
     assert codec.decode(s4k.BY_REG[261], list(codec.words_from_float32(1.2345678)), {}) == \
-        pytest.approx(1234.5678, rel=1e-9)
+        pytest.approx(1234.5678, rel=1e-7)
+    # Eight digits stay within half a float32 step of a large energy total (0.0078 kWh here).
+    total = struct.unpack(">f", struct.pack(">f", 123456.78))[0]
+    assert abs(codec.float_value(total) - total) < 0.0078 / 2
+
+
+@given(st.lists(st.integers(0, 0xFFFF), min_size=90, max_size=90))
+def test_fast_block_path_matches_row_by_row_decoding(words: list[int]) -> None:
+    block = ReadBlock(257, 90, s4k.FLOAT_BLOCK)
+    fast = codec.decode_block(block, words, {})
+    for row in s4k.FLOAT_BLOCK:
+        offset = row.reg - 257
+        assert fast[row] == codec.decode(row, words[offset:offset + 2], {})
 
 
 @given(st.floats(width=32, allow_nan=False, allow_infinity=False))
