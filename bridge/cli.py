@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import BridgeError, DecodeError, ModbusError
-from .modbus_io import BusClient, Link, SerialLink, TcpLink
+from .links import Link, SerialLink, TcpLink
+from .modbus_io import BusClient
 
 if TYPE_CHECKING:
     from .config import Config

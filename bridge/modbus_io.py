@@ -22,7 +22,7 @@ import logging
 import struct
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
@@ -38,67 +38,13 @@ from .errors import (
     ModbusFrameError,
     ModbusTimeout,
 )
+from .links import BusStats, Link, SerialLink, TcpLink, link_silence_s
 
 log = logging.getLogger(__name__)
 
 # pymodbus logs every unanswered request at error level with a hex dump; on a bus with a dead
 # meter that floods the log. This module reports failures itself, once, with context.
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-
-# ---------------------------------------------------------------------------------------------
-# Links and timing
-
-
-@dataclass(frozen=True, slots=True)
-class SerialLink:
-    device: str
-    baudrate: int = 19200
-    parity: str = "N"
-    stopbits: int = 1
-    bytesize: int = 8
-
-    def describe(self) -> str:
-        return f"{self.device} {self.baudrate} {self.bytesize}{self.parity}{self.stopbits}"
-
-
-@dataclass(frozen=True, slots=True)
-class TcpLink:
-    host: str
-    port: int = 502
-    #: RTU frames over a TCP socket (a transparent serial gateway) instead of Modbus TCP.
-    rtu: bool = False
-    #: Serial speed behind a transparent gateway, for the inter-frame silence.
-    baudrate: int = 19200
-    parity: str = "N"
-    stopbits: int = 1
-
-    def describe(self) -> str:
-        kind = "rtu-over-tcp" if self.rtu else "tcp"
-        return f"{kind} {self.host}:{self.port}"
-
-
-Link = SerialLink | TcpLink
-
-
-def char_bits(parity: str, stopbits: int, bytesize: int = 8) -> int:
-    """Bits on the wire per character: start + data + parity + stop."""
-    return 1 + bytesize + (0 if parity.upper() == "N" else 1) + stopbits
-
-
-def silence_s(baudrate: int, parity: str = "N", stopbits: int = 1) -> float:
-    """The t3.5 inter-frame silence (Modbus over serial line, section 2.5.1.1)."""
-    if baudrate > 19200:
-        return 0.00175
-    return 3.5 * char_bits(parity, stopbits) / baudrate
-
-
-def link_silence_s(link: Link) -> float:
-    if isinstance(link, SerialLink):
-        return silence_s(link.baudrate, link.parity, link.stopbits)
-    if link.rtu:
-        return silence_s(link.baudrate, link.parity, link.stopbits)
-    return 0.0
-
 
 # ---------------------------------------------------------------------------------------------
 # Report Slave ID (0x11) in the form the Series 4000 sends: count, slave id, run status, text.
@@ -133,30 +79,6 @@ class SlaveId:
     slave_id: int
     running: bool
     text: str
-
-
-# ---------------------------------------------------------------------------------------------
-# Statistics
-
-
-@dataclass(slots=True)
-class BusStats:
-    requests: int = 0
-    errors: int = 0
-    timeouts: int = 0
-    retries: int = 0
-    reconnects: int = 0
-    #: answers refused because more data came with or right after them (late or repeated frames)
-    stray_frames: int = 0
-    latency_ms: float = 0.0  # exponentially weighted mean of successful transactions
-    busy_s: float = 0.0
-    per_unit_errors: dict[int, int] = field(default_factory=dict)
-
-    def record_ok(self, seconds: float) -> None:
-        self.requests += 1
-        self.busy_s += seconds
-        ms = seconds * 1000.0
-        self.latency_ms = ms if self.latency_ms == 0 else 0.9 * self.latency_ms + 0.1 * ms
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from .errors import BusUnavailable
-from .modbus_io import BusClient, Link
+from .links import Link
+from .modbus_io import BusClient
 from .reader import Identity, probe
 from .tables import table
 

@@ -18,8 +18,9 @@ from .config import BusConfig, Config
 from .gpio_io import GpioBackend
 from .hub import Hub
 from .inputs import AlarmChannel, PulseChannel, make_backend
+from .links import Link, SerialLink, TcpLink
 from .meter_runtime import components, device_info
-from .modbus_io import BusClient, Link, SerialLink, TcpLink
+from .modbus_io import BusClient
 from .mqtt_io import MqttLink
 from .poller import BusPoller, CommandRequest, MeterRuntime
 from .topics import BRIDGE, ONLINE, Topics

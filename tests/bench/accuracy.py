@@ -14,7 +14,8 @@ import argparse
 import asyncio
 import time
 
-from bridge.modbus_io import BusClient, Link, SerialLink, TcpLink
+from bridge.links import Link, SerialLink, TcpLink
+from bridge.modbus_io import BusClient
 from bridge.simulator import Simulator
 from tests.bench.emulator import BusEmulator, read_sizes
 

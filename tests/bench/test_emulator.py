@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from bridge.errors import ModbusTimeout
-from bridge.modbus_io import BusClient, SerialLink, TcpLink
+from bridge.links import SerialLink, TcpLink
+from bridge.modbus_io import BusClient
 from tests import rtu
 from tests.bench.emulator import (
     BusEmulator,

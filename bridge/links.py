@@ -1,0 +1,87 @@
+"""Bus links, the serial line's timing, and bus statistics (pure; no Modbus library here).
+
+The links say where a bus is (a serial port, or a TCP gateway speaking Modbus TCP or carrying
+RTU frames); the timing gives the inter-frame silence t3.5 each link needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# ---------------------------------------------------------------------------------------------
+# Links and timing
+
+
+@dataclass(frozen=True, slots=True)
+class SerialLink:
+    device: str
+    baudrate: int = 19200
+    parity: str = "N"
+    stopbits: int = 1
+    bytesize: int = 8
+
+    def describe(self) -> str:
+        return f"{self.device} {self.baudrate} {self.bytesize}{self.parity}{self.stopbits}"
+
+
+@dataclass(frozen=True, slots=True)
+class TcpLink:
+    host: str
+    port: int = 502
+    #: RTU frames over a TCP socket (a transparent serial gateway) instead of Modbus TCP.
+    rtu: bool = False
+    #: Serial speed behind a transparent gateway, for the inter-frame silence.
+    baudrate: int = 19200
+    parity: str = "N"
+    stopbits: int = 1
+
+    def describe(self) -> str:
+        kind = "rtu-over-tcp" if self.rtu else "tcp"
+        return f"{kind} {self.host}:{self.port}"
+
+
+Link = SerialLink | TcpLink
+
+
+def char_bits(parity: str, stopbits: int, bytesize: int = 8) -> int:
+    """Bits on the wire per character: start + data + parity + stop."""
+    return 1 + bytesize + (0 if parity.upper() == "N" else 1) + stopbits
+
+
+def silence_s(baudrate: int, parity: str = "N", stopbits: int = 1) -> float:
+    """The t3.5 inter-frame silence (Modbus over serial line, section 2.5.1.1)."""
+    if baudrate > 19200:
+        return 0.00175
+    return 3.5 * char_bits(parity, stopbits) / baudrate
+
+
+def link_silence_s(link: Link) -> float:
+    if isinstance(link, SerialLink):
+        return silence_s(link.baudrate, link.parity, link.stopbits)
+    if link.rtu:
+        return silence_s(link.baudrate, link.parity, link.stopbits)
+    return 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics
+
+
+@dataclass(slots=True)
+class BusStats:
+    requests: int = 0
+    errors: int = 0
+    timeouts: int = 0
+    retries: int = 0
+    reconnects: int = 0
+    #: answers refused because more data came with or right after them (late or repeated frames)
+    stray_frames: int = 0
+    latency_ms: float = 0.0  # exponentially weighted mean of successful transactions
+    busy_s: float = 0.0
+    per_unit_errors: dict[int, int] = field(default_factory=dict)
+
+    def record_ok(self, seconds: float) -> None:
+        self.requests += 1
+        self.busy_s += seconds
+        ms = seconds * 1000.0
+        self.latency_ms = ms if self.latency_ms == 0 else 0.9 * self.latency_ms + 0.1 * ms
