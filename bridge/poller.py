@@ -16,7 +16,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from . import codec
 from .command_exec import CommandRequest, execute, publish_result
@@ -204,17 +204,30 @@ class BusPoller:
             self.on_components(rt)
 
     async def _read(self, rt: MeterRuntime, blocks: tuple[ReadBlock, ...], full: bool) -> None:
+        """Read the blocks; decoding and publishing run while the next request is on the
+        wire (the bus task goes straight on to it), so the line does not wait for them."""
         assert rt.setup is not None
+        scales = rt.setup.scales
         started = self.clock()
-        decoded: dict[str, Number | None] = {}
-        for block in blocks:
-            words = await self.client.read_registers(rt.cfg.unit, block.address, block.count)
-            for key, value in state_values(codec.decode_block(block, words,
-                                                              rt.setup.scales)).items():
-                decoded.setdefault(key, value)
+        answers = [(block, await self.client.read_registers(rt.cfg.unit, block.address,
+                                                             block.count))
+                   for block in blocks]
         now = self.clock()
         rt.response_ms = (now - started) * 1000.0 / max(len(blocks), 1)
         rt.polls += 1
+        asyncio.get_running_loop().call_soon(self._process, rt, answers, scales, now, full)
+
+    def _process(self, rt: MeterRuntime, answers: list[tuple[ReadBlock, list[int]]],
+                 scales: Mapping[int, int], now: float, full: bool) -> None:
+        decoded: dict[str, Number | None] = {}
+        try:
+            for block, words in answers:
+                for key, value in state_values(codec.decode_block(block, words,
+                                                                  scales)).items():
+                    decoded.setdefault(key, value)
+        except DecodeError as exc:
+            self._failed(rt, "full" if full else "fast", exc)
+            return
         changed, dropped = ingest(rt, decoded, now, full)
         if changed:
             self._announce(rt)
