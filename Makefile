@@ -67,7 +67,8 @@ bench-quick: venv mosquitto
 	$(PY) -m tests.bench.run --quick --out bench-results/quick.json
 
 soak: venv mosquitto
-	$(PY) -m tests.faults.soak --minutes 60
+	$(PY) -m tests.faults.soak --minutes 60 --meters 63 --faults 0.05 --poll-interval 1 \
+	  --sample-s 60 --out bench-results/soak-1h.json
 
 # The Home Assistant add-on repository: addon/ plus the bridge's wheel, which the add-on's
 # Dockerfile installs (the Supervisor builds with addon/series4000/ as the context).

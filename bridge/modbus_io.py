@@ -229,7 +229,8 @@ class BusClient:
 
     async def _transact(self, unit: int, what: str, function: int,
                         send: Callable[[Any], Awaitable[Any]],
-                        retries: int | None = None) -> Any:
+                        retries: int | None = None,
+                        check: Callable[[Any], str | None] | None = None) -> Any:
         async with self._lock:
             last_error: ModbusError | None = None
             for attempt in range((self.retries if retries is None else retries) + 1):
@@ -275,6 +276,12 @@ class BusClient:
                     last_error = ModbusFrameError(
                         f"unit {unit}: answer to {what} has function {response.function_code}")
                     continue
+                problem = check(response) if check and not response.isError() else None
+                if problem:
+                    # A well-formed frame of the wrong shape (a damaged byte count that still
+                    # passed the CRC, or an answer meant for another request): try again.
+                    last_error = ModbusFrameError(f"unit {unit}: {what} {problem}")
+                    continue
                 if self.silence:
                     # Keep listening for t3.5 (the silence is due before the next request
                     # anyway): an answer with company may belong to an earlier request.
@@ -305,12 +312,13 @@ class BusClient:
                 return await client.read_input_registers(address, count=count, device_id=unit)
             return await client.read_holding_registers(address, count=count, device_id=unit)
 
-        response = await self._transact(unit, what, 4 if function == 4 else 3, send, retries)
-        registers = list(getattr(response, "registers", []))
-        if len(registers) != count:
-            self.stats.errors += 1
-            raise ModbusFrameError(f"unit {unit}: {what} returned {len(registers)} registers")
-        return registers
+        def check(response: Any) -> str | None:
+            got = len(getattr(response, "registers", []))
+            return None if got == count else f"returned {got} registers"
+
+        response = await self._transact(unit, what, 4 if function == 4 else 3, send, retries,
+                                        check)
+        return list(response.registers)
 
     async def write_register(self, unit: int, address: int, value: int,
                              retries: int | None = None) -> None:

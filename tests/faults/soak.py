@@ -49,7 +49,8 @@ async def start_meters(meters: int, faults: float) -> tuple[asyncio.subprocess.P
     return proc, port
 
 
-async def soak(minutes: float, meters: int, faults: float, sample_s: float) -> dict[str, Any]:
+async def soak(minutes: float, meters: int, faults: float, sample_s: float,
+               poll_interval: float) -> dict[str, Any]:
     broker = Broker().start()
     sim, port = await start_meters(meters, faults)
     state = Path(tempfile.mkdtemp(prefix="soak-"))
@@ -58,7 +59,7 @@ async def soak(minutes: float, meters: int, faults: float, sample_s: float) -> d
         "buses": [{"name": "soak", "transport": "rtu_over_tcp", "host": "127.0.0.1",
                    "port": port, "timeout": 0.3, "offline_after": 3, "backoff_s": 2,
                    "backoff_max_s": 30,
-                   "meters": [{"name": f"m{u}", "unit": u, "poll_interval": 0}
+                   "meters": [{"name": f"m{u}", "unit": u, "poll_interval": poll_interval}
                               for u in range(1, meters + 1)]}],
         "state_dir": str(state), "log_level": "warning"}, env={})
     service = Service(config)
@@ -95,7 +96,8 @@ async def soak(minutes: float, meters: int, faults: float, sample_s: float) -> d
         sim.terminate()
         await sim.wait()
         broker.stop()
-    return {"minutes": minutes, "meters": meters, "fault_rate": faults, "samples": samples}
+    return {"minutes": minutes, "meters": meters, "fault_rate": faults,
+            "poll_interval_s": poll_interval, "samples": samples}
 
 
 def main() -> int:
@@ -105,9 +107,12 @@ def main() -> int:
     parser.add_argument("--faults", type=float, default=0.0,
                         help="fraction of bad frames injected (0 = none)")
     parser.add_argument("--sample-s", type=float, default=30)
+    parser.add_argument("--poll-interval", type=float, default=0.0,
+                        help="seconds between full reads of each meter (0 = continuously)")
     parser.add_argument("--out", default="bench-results/soak.json")
     args = parser.parse_args()
-    result = asyncio.run(soak(args.minutes, args.meters, args.faults, args.sample_s))
+    result = asyncio.run(soak(args.minutes, args.meters, args.faults, args.sample_s,
+                              args.poll_interval))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
