@@ -13,21 +13,29 @@ from pathlib import Path
 from tests.conftest import ROOT
 
 
-def mosquitto_processes() -> set[int]:
-    pids = set()
+def mosquitto_listening_on(port: int) -> list[int]:
+    """Mosquitto processes whose configuration listens on ``port`` (other tests' brokers, on
+    other ports, may come and go meanwhile)."""
+    pids = []
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmd = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"mosquitto" in cmd and b"mosq-" in cmd:
-                pids.add(int(entry.name))
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if not args or not args[0].endswith(b"mosquitto") or b"-c" not in args:
+            continue
+        try:
+            conf = Path(args[args.index(b"-c") + 1].decode()).read_text()
+        except (OSError, IndexError):
+            continue
+        if f"listener {port} " in conf:
+            pids.append(int(entry.name))
     return pids
 
 
 async def test_make_demo_headless(tmp_path: Path) -> None:
-    before = mosquitto_processes()
     venv = Path(sys.executable).parent.parent
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = await asyncio.create_subprocess_exec(
@@ -46,5 +54,5 @@ async def test_make_demo_headless(tmp_path: Path) -> None:
     port = int(re.search(r"broker 127\.0\.0\.1:(\d+)", text).group(1))  # type: ignore[union-attr]
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0, "the demo's broker is still running"
-    assert mosquitto_processes() <= before
+    assert not mosquitto_listening_on(port), "the demo's broker process is still there"
     assert "demo stopped" in text and "not every meter" not in text
