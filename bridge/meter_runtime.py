@@ -61,6 +61,7 @@ class MeterRuntime:
     last_state: dict[str, StateValue] | None = None
     last_state_time: float = 0.0
     gate: AvailabilityGate = field(default_factory=AvailabilityGate)
+    flap_warned_at: float = float("-inf")
     polls: int = 0
     #: When each quantity was last read (freshness figures).
     read_at: dict[str, float] = field(default_factory=dict)

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 DEFAULT_DEADBANDS = {"response_time_ms": 25.0}
 #: Availability changes of one meter are published at most this often.
 AVAILABILITY_MIN_INTERVAL_S = 10.0
+#: A flapping meter is reported in the log at most this often.
+FLAP_WARNING_EVERY_S = 600.0
 
 __all__ = ["BusPoller", "CommandRequest", "MeterRuntime"]
 
@@ -122,6 +124,7 @@ class BusPoller:
         if task == "flush":
             rt.gate, value = rt.gate.flush(now, AVAILABILITY_MIN_INTERVAL_S)
             if value is not None:
+                self._log_availability(rt, value, now)
                 self._publish_availability(rt, value)
             return
         if task == "publish":
@@ -262,19 +265,32 @@ class BusPoller:
                         ONLINE if online else OFFLINE)
 
     def _set_online(self, rt: MeterRuntime, online: bool) -> None:
-        if not online and rt.gate.published is None:
-            log.warning("%s (unit %d) does not answer: %s; retrying every %.0f s or so",
-                        rt.name, rt.cfg.unit, rt.last_error, rt.backoff)
-        elif online != rt.online:
-            if online:
-                log.info("%s (unit %d) is online", rt.name, rt.cfg.unit)
-            else:
-                log.warning("%s (unit %d) is offline: %s; retrying every %.0f s or so",
-                            rt.name, rt.cfg.unit, rt.last_error, rt.backoff)
+        now = self.clock()
         rt.online = online
-        rt.gate, value = rt.gate.update(online, self.clock(), AVAILABILITY_MIN_INTERVAL_S)
+        rt.gate, value = rt.gate.update(online, now, AVAILABILITY_MIN_INTERVAL_S)
         if value is not None:
+            self._log_availability(rt, value, now)
             self._publish_availability(rt, value)
+        elif rt.gate.pending is not None and now - rt.flap_warned_at >= FLAP_WARNING_EVERY_S:
+            # A change held back by the gate: the meter flaps. Say so once, not per change.
+            rt.flap_warned_at = now
+            log.warning("%s (unit %d) keeps going online and offline (last error: %s); its "
+                        "availability is published at most every %.0f s", rt.name,
+                        rt.cfg.unit, rt.last_error, AVAILABILITY_MIN_INTERVAL_S)
+
+    def _log_availability(self, rt: MeterRuntime, online: bool, now: float) -> None:
+        if now - rt.flap_warned_at < FLAP_WARNING_EVERY_S:
+            level = logging.DEBUG  # already reported as flapping
+        else:
+            level = logging.INFO if online else logging.WARNING
+        if online:
+            log.log(level, "%s (unit %d) is online", rt.name, rt.cfg.unit)
+        elif rt.polls == 0:
+            log.log(level, "%s (unit %d) does not answer: %s; retrying every %.0f s or so",
+                    rt.name, rt.cfg.unit, rt.last_error, rt.backoff)
+        else:
+            log.log(level, "%s (unit %d) is offline: %s; retrying every %.0f s or so",
+                    rt.name, rt.cfg.unit, rt.last_error, rt.backoff)
 
     def _failed(self, rt: MeterRuntime, task: str, exc: Exception) -> None:
         rt.failures += 1
