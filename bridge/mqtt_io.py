@@ -23,6 +23,9 @@ from .topics import OFFLINE, ONLINE
 
 log = logging.getLogger(__name__)
 
+#: Longest wait between connection attempts. Short on purpose: an attempt is one cheap TCP
+#: connect, and after a long outage the states should be back seconds after the broker is.
+RECONNECT_MAX_S = 5.0
 #: Non-retained messages (command results) kept while disconnected; older ones are dropped.
 MAX_QUEUED = 1000
 
@@ -116,7 +119,7 @@ class MqttLink:
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), backoff)
-            backoff = min(backoff * 2, 30.0)
+            backoff = min(backoff * 2, RECONNECT_MAX_S)
 
     def _report(self, text: str) -> None:
         if text != self._last_error:  # one line per distinct problem, not one per retry
