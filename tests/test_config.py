@@ -127,6 +127,13 @@ def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
         load_config(path)
 
 
+def test_non_utf8_file_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"mqtt:\n  host: caf\xe9\n")  # Latin-1, as an old editor saves it
+    with pytest.raises(ConfigError, match=r"c.yaml: line 2: not UTF-8 text \(byte 0xe9\)"):
+        load_config(path)
+
+
 def test_defaults_work() -> None:
     config = parse_config({"buses": [GOOD_BUS]}, env={})
     assert config.mqtt.effective_port == 1883
