@@ -44,7 +44,9 @@ test: venv mosquitto lint typecheck
 
 # Our discovery against a real Home Assistant 2025.4.4 (Python 3.13, a few minutes to install).
 HA_VENV ?= .ha-venv
-HA_PY ?= $(shell command -v python3.13 || echo $(HOME)/.pyenv/versions/3.13.0/bin/python)
+# A python3.13 that runs (a pyenv shim may exist without the version being selected).
+HA_PY ?= $(shell python3.13 -c 'import sys; print(sys.executable)' 2>/dev/null || \
+  ls -d $(HOME)/.pyenv/versions/3.13*/bin/python3 2>/dev/null | tail -1)
 $(HA_VENV)/.installed:
 	$(HA_PY) -m venv $(HA_VENV)
 	$(HA_VENV)/bin/pip install --quiet homeassistant==2025.4.4
