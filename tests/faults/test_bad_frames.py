@@ -115,7 +115,7 @@ async def test_five_percent_bad_frames_never_publish_a_wrong_value(
     print(f"cycle rate with faults / clean: {clean_poll_s * faulty_polls / FAULTY_S:.2f}; "
           f"expected from the retries' cost: {clean_poll_s / (clean_poll_s + retry_cost_s):.2f}")
     assert wrong == [], wrong[:10]
-    assert injected >= 100 and len(proxy.counts) >= 6, proxy.counts
+    assert injected >= 50 and len(proxy.counts) >= 6, proxy.counts
     assert compared["decoded"] >= 1000 and compared["published"] >= 300, compared
     # Retries hide the damage: the meters never went offline.
     assert availability and set(availability) == {"online"}, availability
