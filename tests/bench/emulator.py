@@ -216,8 +216,12 @@ class BusEmulator:
         if any(s < answer_end for _, _, s in self._pending):
             # Someone talked over the answer: the master receives it garbled.
             response = response[:-1] + bytes([response[-1] ^ 0xFF])
-        port.send(response)
+        # The silence starts when the answer leaves, stamped before the write: the write wakes
+        # the master's process, and on a busy machine the kernel may run it at once and this
+        # one only a millisecond or more later. A stamp taken after the write would then
+        # count requests as too early that were sent a full t3.5 after the answer arrived.
         self._quiet_from = self.now()
+        port.send(response)
         c.answered += 1
         c.bytes_to_master += len(response)
 
