@@ -19,7 +19,7 @@ import pytest
 
 from bridge.broker import Broker
 from bridge.meter_runtime import MeterRuntime
-from tests.faults.proxy import FaultPlan, fault_proxy
+from tests.faults.proxy import Fault, FaultPlan, fault_proxy
 from tests.mqtt_helpers import recorder
 from tests.service_helpers import bridge_config, running, tcp_bus
 
@@ -131,8 +131,6 @@ async def test_a_meter_behind_a_broken_link_goes_offline_with_no_values(
         direction: str, broker: Broker, sim_factory: Any, tmp_path: Path) -> None:
     """Every frame damaged: nothing but errors, so the meter is offline and no state is made
     up from a damaged answer."""
-    from tests.faults.proxy import Fault
-
     sim = sim_factory([1], 40, frozen=True)
     upstream = await sim.serve_rtu_over_tcp()
     table = {Fault.BAD_CRC: 0.5, Fault.WRONG_UNIT: 0.5}
