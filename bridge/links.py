@@ -56,11 +56,11 @@ def silence_s(baudrate: int, parity: str = "N", stopbits: int = 1) -> float:
 
 
 def link_silence_s(link: Link) -> float:
-    if isinstance(link, SerialLink):
-        return silence_s(link.baudrate, link.parity, link.stopbits)
-    if link.rtu:
-        return silence_s(link.baudrate, link.parity, link.stopbits)
-    return 0.0
+    """t3.5 for RTU framing, on a serial port or tunnelled through a gateway; Modbus TCP
+    frames carry their own length and need no silence."""
+    if isinstance(link, TcpLink) and not link.rtu:
+        return 0.0
+    return silence_s(link.baudrate, link.parity, link.stopbits)
 
 
 # ---------------------------------------------------------------------------------------------
