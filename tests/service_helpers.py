@@ -36,6 +36,12 @@ def tcp_bus(port: int, meters: list[dict[str, Any]], name: str = "panel",
     return bus
 
 
+def total_polls(service: Service, skip_unit: int | None = None) -> int:
+    """Measurement reads completed on the first bus, over all meters but ``skip_unit``."""
+    return sum(rt.polls for rt in service.pollers[0].meters.values()
+               if rt.cfg.unit != skip_unit)
+
+
 @contextlib.asynccontextmanager
 async def running(config: Config) -> AsyncIterator[Service]:
     service = Service(config)

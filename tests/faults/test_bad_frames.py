@@ -21,7 +21,7 @@ from bridge.broker import Broker
 from bridge.meter_runtime import MeterRuntime
 from tests.faults.proxy import Fault, FaultPlan, fault_proxy
 from tests.mqtt_helpers import recorder
-from tests.service_helpers import bridge_config, running, tcp_bus
+from tests.service_helpers import bridge_config, running, tcp_bus, total_polls
 
 UNITS = [1, 2, 3]
 SYSTEM_TYPES = [40, 12, 10]
@@ -75,14 +75,14 @@ async def test_five_percent_bad_frames_never_publish_a_wrong_value(
             assert truth[1]["power_w"] != truth[2]["power_w"] != truth[3]["power_w"]
             seen_before = [m for m in rec.messages if m.topic.endswith("/availability")]
             rec.messages.clear()
-            polls_at_start = sum(rt.polls for rt in poller.meters.values())
+            polls_at_start = total_polls(service)
             await asyncio.sleep(CLEAN_S)
-            clean_polls = sum(rt.polls for rt in poller.meters.values())
+            clean_polls = total_polls(service)
             clean_frames = proxy.frames["request"]
             proxy.plan = plan
             await asyncio.sleep(FAULTY_S)
             proxy.plan = FaultPlan()
-            faulty_polls = sum(rt.polls for rt in poller.meters.values()) - clean_polls
+            faulty_polls = total_polls(service) - clean_polls
             faulty_frames = proxy.frames["request"] - clean_frames
             errors = {rt.name: rt.errors for rt in poller.meters.values()}
             availability = [m.payload for m in seen_before + rec.messages

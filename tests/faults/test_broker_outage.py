@@ -17,7 +17,7 @@ import pytest
 from bridge.broker import Broker
 from bridge.mqtt_io import RECONNECT_MAX_S
 from tests.mqtt_helpers import recorder
-from tests.service_helpers import bridge_config, running, tcp_bus
+from tests.service_helpers import bridge_config, running, tcp_bus, total_polls
 
 UNITS = list(range(1, 11))
 OUTAGE_S = 25.0
@@ -43,7 +43,7 @@ async def test_long_broker_outage(broker: Broker, sim_factory: Any, tmp_path: Pa
         tracemalloc.start()
         try:
             traced_start = tracemalloc.get_traced_memory()[0]
-            polls_start = sum(rt.polls for rt in service.pollers[0].meters.values())
+            polls_start = total_polls(service)
             queued_max = 0
             t0 = loop.time()
             while loop.time() - t0 < OUTAGE_S:
@@ -53,7 +53,7 @@ async def test_long_broker_outage(broker: Broker, sim_factory: Any, tmp_path: Pa
             traced_growth_kb = (tracemalloc.get_traced_memory()[0] - traced_start) / 1024
         finally:
             tracemalloc.stop()
-        polls = sum(rt.polls for rt in service.pollers[0].meters.values()) - polls_start
+        polls = total_polls(service) - polls_start
         assert not service.link.connected
         connects = service.link.connects
         broker.start()  # no persistence: every retained message is gone

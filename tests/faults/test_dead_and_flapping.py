@@ -12,17 +12,13 @@ import pytest
 from bridge.broker import Broker
 from bridge.poller import AVAILABILITY_MIN_INTERVAL_S
 from tests.mqtt_helpers import recorder
-from tests.service_helpers import bridge_config, running, tcp_bus
+from tests.service_helpers import bridge_config, running, tcp_bus, total_polls
 
 UNITS = list(range(1, 11))
 DEAD = 5
 TIMEOUT_S = 0.2
 BACKOFF_MAX_S = 4.0
 WINDOW_S = 10.0
-
-
-def polls(service: Any, skip: int | None = None) -> int:
-    return sum(rt.polls for rt in service.pollers[0].meters.values() if rt.cfg.unit != skip)
 
 
 async def test_one_dead_meter_of_ten_costs_the_others_little(broker: Broker, sim_factory: Any,
@@ -38,19 +34,19 @@ async def test_one_dead_meter_of_ten_costs_the_others_little(broker: Broker, sim
         for u in UNITS:
             await rec.wait_message(f"series4000/m{u}/state")
         # All ten alive: the reference rate of the nine that stay alive.
-        before, t0 = polls(service, DEAD), loop.time()
+        before, t0 = total_polls(service, DEAD), loop.time()
         await asyncio.sleep(WINDOW_S / 2)
-        rate_alive = (polls(service, DEAD) - before) / (loop.time() - t0)
+        rate_alive = (total_polls(service, DEAD) - before) / (loop.time() - t0)
         sim.meters[DEAD].alive = False
         await rec.wait_for(lambda r: getattr(r.last(f"series4000/m{DEAD}/availability"),
                                              "payload", "") == "offline", 15, "dead offline")
         # Let the back-off reach its ceiling, then measure.
         await asyncio.sleep(2 * BACKOFF_MAX_S)
         dead = service.pollers[0].meters[f"m{DEAD}"]
-        before, failures_before, t1 = polls(service, DEAD), dead.errors, loop.time()
+        before, failures_before, t1 = total_polls(service, DEAD), dead.errors, loop.time()
         await asyncio.sleep(WINDOW_S)
         elapsed = loop.time() - t1
-        rate_dead = (polls(service, DEAD) - before) / elapsed
+        rate_dead = (total_polls(service, DEAD) - before) / elapsed
         probes = dead.errors - failures_before
         others_online = all(rt.online for rt in service.pollers[0].meters.values()
                             if rt.cfg.unit != DEAD)
