@@ -159,7 +159,7 @@ def gpiosim_unavailable() -> str | None:
     import shutil
     import subprocess
 
-    prefix = "gpio-sim kernel module not available: "
+    prefix = "gpio-sim cannot be used: "
     if os.geteuid() != 0:
         return prefix + "creating simulated chips through configfs needs root"
     if not GPIOSIM.is_dir() and shutil.which("modprobe"):
