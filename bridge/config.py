@@ -24,8 +24,8 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import ConfigError
-from .quantities import BY_KEY
+from bridge.errors import ConfigError
+from bridge.model.quantities import BY_KEY
 
 NAME_RE = re.compile(r"^[a-z0-9_]+$")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from bridge.broker import Broker
-from bridge.simulator import Simulator
+from bridge.sim.broker import Broker
+from bridge.sim.server import Simulator
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -124,7 +124,7 @@ class FakeRig:
     kind = "fake"
 
     def __init__(self) -> None:
-        from bridge.gpio_fake import FakeGpioBackend
+        from bridge.gpio.fake import FakeGpioBackend
 
         self.backend = FakeGpioBackend()
         self.chip = "gpiochip0"
@@ -181,7 +181,7 @@ class GpioSimRig:
     def __init__(self) -> None:
         import os
 
-        from bridge.gpio_io import RealGpioBackend
+        from bridge.gpio.backend import RealGpioBackend
 
         self.backend = RealGpioBackend()
         self.offset = 1

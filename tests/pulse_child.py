@@ -13,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from bridge.gpio_fake import FakeGpioBackend
-from bridge.pulse_input import PulseInput, PulseInputSettings
+from bridge.gpio.fake import FakeGpioBackend
+from bridge.gpio.pulse_input import PulseInput, PulseInputSettings
 
 
 def on_state(message: dict[str, float | int | None]) -> None:

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from bridge.app.service import Service
 from bridge.config import Config, parse_config
-from bridge.service import Service
 
 
 def bridge_config(broker_port: int, buses: list[dict[str, Any]], state_dir: Path,

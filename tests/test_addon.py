@@ -21,10 +21,10 @@ from bridge.addon import health
 from bridge.addon.entry import URL_ENV, main
 from bridge.addon.options import Broker, to_config, translate
 from bridge.addon.supervisor import NoMqttService, SupervisorError, fetch_mqtt_service
-from bridge.broker import Broker as Mosquitto
-from bridge.broker import free_port
 from bridge.config import Config, load_config, parse_config
 from bridge.errors import ConfigError
+from bridge.sim.broker import Broker as Mosquitto
+from bridge.sim.broker import free_port
 from tests.addon_support import (
     GPIO_ONLY,
     MOSQUITTO,

@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from bridge.alarm_input import (
+from bridge.gpio.alarm_input import (
     AlarmInput,
     AlarmInputSettings,
     compare_with_meter,
     contact_open,
     is_problem,
 )
-from bridge.gpio_fake import FakeGpioBackend
+from bridge.gpio.fake import FakeGpioBackend
 
 OPEN, CLOSED = True, False  # line level with the contact to ground and a pull-up
 

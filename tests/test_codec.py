@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge import codec
 from bridge.errors import DecodeError
-from bridge.meter_state import measurement_plan, state_values
-from bridge.meters import series4000 as s4k
-from bridge.registers import DataType, ReadBlock, WordOrder, plan_reads
+from bridge.meters.series4000 import points as s4k
+from bridge.meters.series4000.setup import measurement_plan, state_values
+from bridge.model import codec
+from bridge.model.registers import DataType, ReadBlock, WordOrder, plan_reads
 
 # IEEE-754 single precision words, worked out by hand:
 #   1234.5 = 1.2056640625 * 2^10 -> 0x449A5000     9.5 = 1.1875 * 2^3 -> 0x41180000

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.commands import Rejection, Write, parse_command, parse_number
-from bridge.meter_state import MeterSetup, decode_setup
-from bridge.meters import series4000 as s4k
-from bridge.sim_model import SimulatedMeter
+from bridge.meters.series4000 import points as s4k
+from bridge.meters.series4000.commands import Rejection, Write, parse_command, parse_number
+from bridge.meters.series4000.setup import MeterSetup, decode_setup
+from bridge.sim.model import SimulatedMeter
 
 
 def setup_of(**changes: int) -> MeterSetup:

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from bridge.errors import GpioDeviceGone, GpioError
-from bridge.gpio_fake import FakeGpioBackend
-from bridge.gpio_io import EdgeEvent, LineSpec, LineWatcher
+from bridge.gpio.backend import EdgeEvent, LineSpec, LineWatcher
+from bridge.gpio.fake import FakeGpioBackend
 
 MS = 1_000_000
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from bridge.errors import GpioError
-from bridge.gpio_io import EdgeEvent, LineRequest, LineSpec, LineWatcher
+from bridge.gpio.backend import EdgeEvent, LineRequest, LineSpec, LineWatcher
 
 
 def request(rig: Any, *, chip: str | None = None, line: str | int | None = None,
@@ -175,7 +175,7 @@ async def test_watcher_reopens_after_the_chip_comes_back(line_rig: Any, wait_unt
 
 def real_backend() -> Any:
     pytest.importorskip("gpiod", reason="the gpiod bindings are not installed")
-    from bridge.gpio_io import RealGpioBackend
+    from bridge.gpio.backend import RealGpioBackend
 
     return RealGpioBackend()
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from bridge.broker import Broker
+from bridge.sim.broker import Broker
 from tests.mqtt_helpers import Recorder, recorder
 from tests.service_helpers import bridge_config, running, tcp_bus
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from bridge.broker import Broker
-from bridge.gpio_fake import FakeGpioBackend
-from bridge.service import Service
+from bridge.app.service import Service
+from bridge.gpio.fake import FakeGpioBackend
+from bridge.sim.broker import Broker
 from tests.mqtt_helpers import recorder
 from tests.service_helpers import bridge_config, tcp_bus
 

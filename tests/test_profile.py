@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from bridge.meters import series4000 as s4k
-from bridge.quantities import BY_KEY, QUANTITIES, StateClass
-from bridge.registers import Access, DataType, overlapping
+from bridge.meters.series4000 import points as s4k
+from bridge.model.quantities import BY_KEY, QUANTITIES, StateClass
+from bridge.model.registers import Access, DataType, overlapping
 
 # The units Home Assistant 2025.4 accepts for each device class we use
 # (homeassistant.components.sensor.const.DEVICE_CLASS_UNITS; checked against a real install by

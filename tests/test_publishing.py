@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bridge.announce import Announcer
-from bridge.discovery import (
+from bridge.core.publishing import AvailabilityGate, changed, deadband_for, should_publish
+from bridge.homeassistant.announce import Announcer
+from bridge.homeassistant.discovery import (
     Component,
     DeviceInfo,
     component_payloads,
@@ -16,10 +17,9 @@ from bridge.discovery import (
     meter_components,
     removed_components,
 )
-from bridge.hub import AVAILABILITY, DISCOVERY, STATE, Hub
-from bridge.meter_state import valid_state_keys
-from bridge.publishing import AvailabilityGate, changed, deadband_for, should_publish
-from bridge.topics import Topics
+from bridge.meters.series4000.setup import valid_state_keys
+from bridge.model.topics import Topics
+from bridge.mqtt.hub import AVAILABILITY, DISCOVERY, STATE, Hub
 
 T = Topics()
 

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from bridge import store
 from bridge.errors import PulseWeightMismatch
-from bridge.gpio_fake import FakeGpioBackend
-from bridge.gpio_io import EdgeEvent
-from bridge.pulse_input import PulseInput, PulseInputSettings
+from bridge.gpio import store
+from bridge.gpio.backend import EdgeEvent
+from bridge.gpio.fake import FakeGpioBackend
+from bridge.gpio.pulse_input import PulseInput, PulseInputSettings
 
 S = 1_000_000_000
 MS = 1_000_000

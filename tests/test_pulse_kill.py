@@ -14,9 +14,9 @@ import signal
 import sys
 from pathlib import Path
 
-from bridge import store
-from bridge.gpio_fake import FakeGpioBackend
-from bridge.pulse_input import PulseInput, PulseInputSettings
+from bridge.gpio import store
+from bridge.gpio.fake import FakeGpioBackend
+from bridge.gpio.pulse_input import PulseInput, PulseInputSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 CHILD = Path(__file__).resolve().parent / "pulse_child.py"

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge import pulses as pm
-from bridge.gpio_io import EdgeEvent
+from bridge.gpio import pulses as pm
+from bridge.gpio.backend import EdgeEvent
 
 MS = 1_000_000
 S = 1_000_000_000

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bridge.broker import Broker, free_port
+from bridge.sim.broker import Broker, free_port
 from tests.conftest import ROOT
 from tests.mqtt_helpers import recorder
 from tests.service_helpers import bridge_config, running, tcp_bus

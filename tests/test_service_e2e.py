@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bridge.broker import Broker
+from bridge.sim.broker import Broker
 from tests.mqtt_helpers import recorder
 from tests.service_helpers import bridge_config, running, tcp_bus
 from tests.test_validity import EXPECTED

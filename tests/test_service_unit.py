@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bridge import systemd_unit
-from bridge.cli import main
-from bridge.systemd_unit import UNIT_NAME, InstallError, install_service, render
+from bridge.cli import install_service as systemd_unit
+from bridge.cli.install_service import UNIT_NAME, InstallError, install_service, render
+from bridge.cli.main import main
 
 
 def parse_unit(text: str) -> dict[str, dict[str, list[str]]]:

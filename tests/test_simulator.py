@@ -8,10 +8,10 @@ import math
 
 import pytest
 
-from bridge import codec
-from bridge.meters import series4000 as s4k
-from bridge.sim_model import SimulatedMeter
-from bridge.sim_setup import ILLEGAL_ADDRESS, ILLEGAL_VALUE
+from bridge.meters.series4000 import points as s4k
+from bridge.model import codec
+from bridge.sim.model import SimulatedMeter
+from bridge.sim.setup import ILLEGAL_ADDRESS, ILLEGAL_VALUE
 
 
 class Clock:

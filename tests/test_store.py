@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge import store
 from bridge.errors import StoreError
+from bridge.gpio import store
 
 GOOD = store.encode(store.StoredTotal(123456, 10))
 

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.meter_state import measurement_plan, valid_state_keys
-from bridge.meters import series4000 as s4k
-from bridge.registers import MAX_READ_REGISTERS, plan_reads
-from bridge.validity import Dropped, active_alarms, alarm_bits_for, sanitize
+from bridge.meters.series4000 import points as s4k
+from bridge.meters.series4000.setup import measurement_plan, valid_state_keys
+from bridge.meters.series4000.validity import Dropped, active_alarms, alarm_bits_for, sanitize
+from bridge.model.registers import MAX_READ_REGISTERS, plan_reads
 
 ALWAYS = {
     "energy_kwh", "reactive_energy_kvarh", "apparent_energy_kvah", "power_w",

@@ -9,7 +9,7 @@ import signal
 import sys
 from types import FrameType
 
-from .entry import main
+from bridge.addon.entry import main
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:

@@ -26,12 +26,12 @@ from typing import Any
 
 import yaml
 
-from .. import __version__
-from ..config import Config, parse_config
-from ..errors import ConfigError
-from . import health
-from .options import Broker, Mapped, to_config, translate, uses_service_broker
-from .supervisor import DEFAULT_URL, SupervisorError, fetch_mqtt_service
+from bridge import __version__
+from bridge.addon import health
+from bridge.addon.options import Broker, Mapped, to_config, translate, uses_service_broker
+from bridge.addon.supervisor import DEFAULT_URL, SupervisorError, fetch_mqtt_service
+from bridge.config import Config, parse_config
+from bridge.errors import ConfigError
 
 log = logging.getLogger("bridge.addon")
 
@@ -124,8 +124,7 @@ def prepare(args: argparse.Namespace, env: dict[str, str]) -> tuple[Config, Path
 
 def run_bridge(config: Config, health_file: Path) -> int:
     """Run the bridge until SIGTERM, writing the heartbeat beside it."""
-    from ..cli import install_stop_signals
-    from ..service import Service
+    from bridge.app.service import Service, install_stop_signals
 
     logging.getLogger().setLevel(config.log_level.upper())
 

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConfigError
+from bridge.errors import ConfigError
 
 #: Option keys per list item, in the order they appear in the configuration file.
 BUS_KEYS = ("name", "transport", "device", "host", "port", "baudrate", "parity", "stopbits",

@@ -22,8 +22,8 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import BridgeError
-from .options import Broker
+from bridge.addon.options import Broker
+from bridge.errors import BridgeError
 
 log = logging.getLogger(__name__)
 

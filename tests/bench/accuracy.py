@@ -14,9 +14,9 @@ import argparse
 import asyncio
 import time
 
-from bridge.links import Link, SerialLink, TcpLink
-from bridge.modbus_io import BusClient
-from bridge.simulator import Simulator
+from bridge.modbus.client import BusClient
+from bridge.modbus.links import Link, SerialLink, TcpLink
+from bridge.sim.server import Simulator
 from tests.bench.emulator import BusEmulator, read_sizes
 
 #: (unit, 0-based address, count) read every round.

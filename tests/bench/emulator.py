@@ -9,11 +9,12 @@ the line would see: busy time, bytes each way, requests that start inside the t3
 the previous frame, and requests that start while a transaction still holds the line.
 
 Masters attach over RTU over TCP (``TcpLink(host, port, rtu=True)``) or a pseudo-terminal
-(``SerialLink(path)``); the meters are a :class:`bridge.simulator.Simulator` behind one RTU-over-TCP
-connection. Timing uses the event loop's monotonic clock. Every delivery records how late it was
-against its ideal instant (:meth:`BusEmulator.timing`), so a benchmark can state its own error:
-plain ``asyncio.sleep`` overshoots by up to a millisecond (epoll's resolution), so the emulator
-sleeps until ``spin_s`` before a deadline and then yields to the loop until the deadline passes.
+(``SerialLink(path)``); the meters are a :class:`bridge.sim.server.Simulator` behind one
+RTU-over-TCP connection. Timing uses the event loop's monotonic clock. Every delivery records how
+late it was against its ideal instant (:meth:`BusEmulator.timing`), so a benchmark can state its
+own error: plain ``asyncio.sleep`` overshoots by up to a millisecond (epoll's resolution), so the
+emulator sleeps until ``spin_s`` before a deadline and then yields to the loop until the
+deadline passes.
 
 Measured on the 2-core development machine (``python -m tests.bench.accuracy``, 80 reads at each
 of 9600-115200 baud, another process using about 3/4 of one core): lateness per delivery mean
@@ -107,7 +108,7 @@ class BusEmulator:
     @classmethod
     async def for_simulator(cls, sim: Any, line: LineFormat | str = "19200 8N1",
                             **kwargs: Any) -> BusEmulator:
-        """Serve ``sim`` (a :class:`bridge.simulator.Simulator`) on an emulated line."""
+        """Serve ``sim`` (a :class:`bridge.sim.server.Simulator`) on an emulated line."""
         if isinstance(line, str):
             line = LineFormat.parse(line)
         upstream = await sim.serve_rtu_over_tcp()

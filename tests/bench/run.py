@@ -29,8 +29,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from bridge.broker import Broker, free_port
-from bridge.simulator import Simulator
+from bridge.sim.broker import Broker, free_port
+from bridge.sim.server import Simulator
 from tests.bench.emulator import BusEmulator
 from tests.bench.harness import (
     ROOT,

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from bridge.errors import ModbusTimeout
-from bridge.links import SerialLink, TcpLink
-from bridge.modbus_io import BusClient
+from bridge.modbus.client import BusClient
+from bridge.modbus.links import SerialLink, TcpLink
 from tests import rtu
 from tests.bench.emulator import (
     BusEmulator,

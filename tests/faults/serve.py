@@ -13,8 +13,8 @@ import asyncio
 import signal
 import sys
 
-from bridge.cli import parse_units
-from bridge.simulator import Simulator
+from bridge.cli.main import parse_units
+from bridge.sim.server import Simulator
 from tests.faults.proxy import FaultPlan, FaultProxy
 
 

@@ -22,9 +22,9 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from bridge.broker import Broker, free_port
+from bridge.app.service import Service
 from bridge.config import parse_config
-from bridge.service import Service
+from bridge.sim.broker import Broker, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from bridge.broker import Broker
-from bridge.meter_runtime import MeterRuntime
+from bridge.core.runtime import MeterRuntime
+from bridge.sim.broker import Broker
 from tests.faults.proxy import Fault, FaultPlan, fault_proxy
 from tests.mqtt_helpers import recorder
 from tests.service_helpers import bridge_config, running, tcp_bus, total_polls

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from bridge.broker import Broker
-from bridge.mqtt_io import RECONNECT_MAX_S
+from bridge.mqtt.link import RECONNECT_MAX_S
+from bridge.sim.broker import Broker
 from tests.mqtt_helpers import recorder
 from tests.service_helpers import bridge_config, running, tcp_bus, total_polls
 
@@ -25,7 +25,7 @@ OUTAGE_S = 25.0
 
 async def test_long_broker_outage(broker: Broker, sim_factory: Any, tmp_path: Path,
                                   caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="bridge.mqtt_io")
+    caplog.set_level(logging.INFO, logger="bridge.mqtt.link")
     sim = sim_factory(UNITS, 40)
     _, port = await sim.serve_tcp()
     meters = [{"name": f"m{u}", "unit": u, "poll_interval": 0} for u in UNITS]

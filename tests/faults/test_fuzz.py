@@ -20,14 +20,19 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.codec import decode_block
 from bridge.config import Config, load_config, parse_config
+from bridge.core.runtime import MeterRuntime, apply_setup, ingest, state_of
 from bridge.errors import ConfigError, DecodeError, ModbusError
-from bridge.links import TcpLink
-from bridge.meter_runtime import MeterRuntime, apply_setup, ingest, state_of
-from bridge.meter_state import CONFIG_COUNT, decode_setup, measurement_plan, state_values
-from bridge.meters import series4000 as s4k
-from bridge.modbus_io import BusClient
+from bridge.meters.series4000 import points as s4k
+from bridge.meters.series4000.setup import (
+    CONFIG_COUNT,
+    decode_setup,
+    measurement_plan,
+    state_values,
+)
+from bridge.modbus.client import BusClient
+from bridge.modbus.links import TcpLink
+from bridge.model.codec import decode_block
 from tests import rtu
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from bridge.broker import Broker
+from bridge.sim.broker import Broker
 from tests.conftest import ROOT
 from tests.mqtt_helpers import recorder
 

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from bridge.errors import BusUnavailable, ModbusError, ModbusFrameError, ModbusTimeout
-from bridge.links import TcpLink
-from bridge.modbus_io import BusClient
+from bridge.modbus.client import BusClient
+from bridge.modbus.links import TcpLink
 from tests import rtu
 from tests.faults.proxy import Fault, FaultPlan, FaultProxy, damage, fault_proxy
 

@@ -7,8 +7,8 @@ import asyncio
 import os
 from pathlib import Path
 
-from bridge.broker import Broker
-from bridge.simulator import Simulator
+from bridge.sim.broker import Broker
+from bridge.sim.server import Simulator
 from tests.mqtt_helpers import Recorder, recorder
 from tests.service_helpers import bridge_config, running, tcp_bus
 

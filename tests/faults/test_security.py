@@ -17,9 +17,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from bridge.broker import Broker, free_port
 from bridge.config import parse_config
 from bridge.errors import ConfigError
+from bridge.sim.broker import Broker, free_port
 from tests.conftest import ROOT, run_cli
 from tests.service_helpers import running, tcp_bus
 

@@ -1,0 +1,1 @@
+"""meters/series4000"""

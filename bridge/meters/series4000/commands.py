@@ -1,0 +1,172 @@
+"""Parse and validate a command payload into a register write, or reject it (pure).
+
+Nothing reaches the meter unless it passes here: the payload is short UTF-8 text; a number is a
+plain decimal within the setting's range and step; a select takes an option label or its code;
+a button takes ``PRESS``. Rules that span registers are checked against the meter's current
+set-up: the system voltage divided by the PT ratio must stay within 82..660 V, and a pulse weight
+must be able to follow the theoretical maximum power. The meter may still refuse or ignore a
+write; the bus task reads every write back.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from bridge.meters.series4000 import points as s4k
+from bridge.meters.series4000.setup import MeterSetup, StateValue
+
+MAX_PAYLOAD_BYTES = 64
+_DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$", re.ASCII)
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """Write ``value`` to register ``reg`` (holding register, function 0x06)."""
+
+    setting: str
+    requested: str
+    reg: int
+    value: int
+    #: The engineering value, as the state will show it when the meter takes it.
+    shown: StateValue
+    is_button: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    setting: str
+    requested: str
+    error: str
+
+
+def _text(payload: bytes) -> str | None:
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        return None
+    try:
+        return payload.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return None
+
+
+def _shown_text(payload: bytes) -> str:
+    """The request as echoed in the result: short, printable, never the whole payload."""
+    text = payload[:MAX_PAYLOAD_BYTES].decode("utf-8", errors="replace")
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text + ("..." if len(payload) > MAX_PAYLOAD_BYTES else "")
+
+
+def parse_number(text: str) -> Decimal | None:
+    """A plain decimal (``12``, ``-3.5``, ``0.25``): no exponent, NaN, hex or separators."""
+    if not _DECIMAL.match(text):
+        return None
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        return None
+
+
+def known_commands() -> list[str]:
+    return [s.key for s in s4k.SETTINGS] + [c.key for c in s4k.COMMANDS]
+
+
+def parse_command(key: str, payload: bytes, setup: MeterSetup | None,
+                  now: float = 0.0, last_demand_command: float | None = None) -> Write | Rejection:
+    requested = _shown_text(payload)
+
+    def reject(error: str) -> Rejection:
+        return Rejection(key, requested, error)
+
+    if key not in s4k.SETTINGS_BY_KEY and key not in s4k.COMMANDS_BY_KEY:
+        return reject(f"unknown setting; known: {', '.join(known_commands())}")
+    text = _text(payload)
+    if text is None:
+        return reject(f"payload must be UTF-8 text of at most {MAX_PAYLOAD_BYTES} bytes")
+    if not text:
+        return reject("empty payload")
+    if key in s4k.COMMANDS_BY_KEY:
+        command = s4k.COMMANDS_BY_KEY[key]
+        if text.upper() != "PRESS":
+            return reject("a button takes the payload PRESS")
+        if command.min_interval_s and last_demand_command is not None:
+            wait = command.min_interval_s - (now - last_demand_command)
+            if wait > 0:
+                return reject(f"the meter ignores demand commands sent less than "
+                              f"{command.min_interval_s:.0f} s apart; try again in {wait:.0f} s")
+        return Write(key, requested, s4k.REG_COMMAND, command.value, "PRESS", is_button=True)
+    setting = s4k.SETTINGS_BY_KEY[key]
+    if setup is None:
+        return reject("the meter's set-up has not been read yet; try again shortly")
+    if setting.kind == "select":
+        return _select(setting, text, requested, setup)
+    return _number(setting, text, requested, setup)
+
+
+def _select(setting: s4k.Setting, text: str, requested: str,
+            setup: MeterSetup) -> Write | Rejection:
+    chosen: tuple[str, int] | None = None
+    for label, code in setting.options:
+        if text.casefold() == label.casefold() or text == str(code):
+            chosen = (label, code)
+            break
+    if chosen is None:
+        options = ", ".join(f"{label!r}" for label, _ in setting.options)
+        return Rejection(setting.key, requested, f"must be one of {options}")
+    label, code = chosen
+    if setting.key == "pulse_wh":
+        max_power = setup.status.get("max_power_w")
+        if max_power is not None and not s4k.pulse_weight_can_keep_up(code, max_power):
+            need = next((w for w in s4k.PULSE_WEIGHTS_WH
+                         if s4k.pulse_weight_can_keep_up(w, max_power)), None)
+            hint = f"; use {need} Wh or more" if need else ""
+            return Rejection(setting.key, requested,
+                             f"{code} Wh per pulse cannot follow the theoretical maximum power "
+                             f"of {max_power / 1000:g} kW{hint}")
+    shown: StateValue = code if setting.key in ("system_type", "pulse_wh") else label
+    return Write(setting.key, requested, setting.reg, code, shown)
+
+
+def _number(setting: s4k.Setting, text: str, requested: str,
+            setup: MeterSetup) -> Write | Rejection:
+    def reject(error: str) -> Rejection:
+        return Rejection(setting.key, requested, error)
+
+    number = parse_number(text)
+    if number is None:
+        return reject("must be a plain decimal number")
+    unit = f" {setting.unit}" if setting.unit else ""
+    lo, hi = Decimal(str(setting.minimum)), Decimal(str(setting.maximum))
+    if not lo <= number <= hi:
+        return reject(f"must be {setting.minimum:g}..{setting.maximum:g}{unit}")
+    step = Decimal(str(setting.step))
+    if number % step != 0:
+        return reject(f"must be a multiple of {setting.step:g}{unit}")
+    for ex_lo, ex_hi in setting.excluded:
+        if Decimal(str(ex_lo)) <= number <= Decimal(str(ex_hi)):
+            return reject(f"{ex_lo:g}..{ex_hi:g}{unit} is not allowed by the meter")
+    raw_decimal = number / Decimal(str(setting.factor))
+    raw = int(raw_decimal)
+    if raw != raw_decimal or not 0 <= raw <= 0xFFFF:
+        return reject("does not fit the register")
+    lo_v, hi_v = s4k.SECONDARY_VOLTAGE_RANGE
+    if setting.key in ("system_voltage_v", "pt_ratio"):
+        voltage = float(number) if setting.key == "system_voltage_v" else \
+            _as_float(setup.settings.get("system_voltage_v"))
+        ratio = float(number) if setting.key == "pt_ratio" else \
+            _as_float(setup.settings.get("pt_ratio"))
+        if math.isfinite(voltage) and math.isfinite(ratio) and ratio > 0:
+            secondary = voltage / ratio
+            if not lo_v <= secondary <= hi_v:
+                first = "the PT ratio" if setting.key == "system_voltage_v" else \
+                    "the system voltage"
+                return reject(f"system voltage / PT ratio = {secondary:.1f} V; the meter "
+                              f"needs {lo_v:g}..{hi_v:g} V (change {first} first)")
+    shown: StateValue = int(number) if number == number.to_integral_value() and \
+        setting.factor == 1.0 else float(number)
+    return Write(setting.key, requested, setting.reg, raw, shown)
+
+
+def _as_float(value: StateValue | None) -> float:
+    return float(value) if isinstance(value, (int, float)) else math.nan
