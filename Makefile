@@ -33,8 +33,10 @@ venv: $(STAMP)
 mosquitto:
 	@.ci/ensure-mosquitto
 
+# ruff, and the import contracts in pyproject.toml (layers, edges, no cycles).
 lint: venv
 	$(VENV)/bin/ruff check bridge tests
+	$(VENV)/bin/lint-imports
 
 typecheck: venv
 	$(VENV)/bin/mypy

@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from bridge.errors import DecodeError
 from bridge.meters.series4000 import points as s4k
-from bridge.meters.series4000.setup import measurement_plan, state_values
+from bridge.meters.series4000.setup import measurement_plan
 from bridge.model import codec
+from bridge.model.codec import values_by_key as state_values
 from bridge.model.registers import DataType, ReadBlock, WordOrder, plan_reads
 
 # IEEE-754 single precision words, worked out by hand:

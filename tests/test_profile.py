@@ -8,7 +8,7 @@ import pytest
 
 from bridge.meters.series4000 import points as s4k
 from bridge.model.quantities import BY_KEY, QUANTITIES, StateClass
-from bridge.model.registers import Access, DataType, overlapping
+from bridge.model.registers import Access, DataType, Register, overlapping
 
 # The units Home Assistant 2025.4 accepts for each device class we use
 # (homeassistant.components.sensor.const.DEVICE_CLASS_UNITS; checked against a real install by
@@ -52,7 +52,7 @@ def test_ids_are_unique() -> None:
 
 
 @pytest.mark.parametrize("block", [s4k.INTEGER_BLOCK, s4k.FLOAT_BLOCK, s4k.CONFIG_BLOCK])
-def test_state_keys_unique_within_a_block(block: tuple[s4k.Register, ...]) -> None:
+def test_state_keys_unique_within_a_block(block: tuple[Register, ...]) -> None:
     keys = [r.key for r in block if r.key]
     assert len(keys) == len(set(keys))
 

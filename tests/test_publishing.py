@@ -10,18 +10,27 @@ import pytest
 from bridge.core.publishing import AvailabilityGate, changed, deadband_for, should_publish
 from bridge.homeassistant.announce import Announcer
 from bridge.homeassistant.discovery import (
-    Component,
     DeviceInfo,
     component_payloads,
     device_payload,
-    meter_components,
     removed_components,
 )
-from bridge.meters.series4000.setup import valid_state_keys
+from bridge.homeassistant.entities import Component, MeterContext, components, meter_entities
+from bridge.meters.series4000 import PROFILE
+from bridge.model.naming import Naming
 from bridge.model.topics import Topics
 from bridge.mqtt.hub import AVAILABILITY, DISCOVERY, STATE, Hub
 
 T = Topics()
+ENTITIES = meter_entities(PROFILE)
+
+
+def meter_components(name: str, bridge_id: str, system_type: int,
+                     allow_writes: bool) -> dict[str, Component]:
+    ctx = MeterContext(system_type, PROFILE.valid_keys(system_type), allow_writes)
+    naming = Naming(bridge_id)
+    return components(ENTITIES, ctx, lambda key: naming.unique_id(name, key),
+                      lambda key: T.set(name, key))
 
 
 @pytest.mark.parametrize(("topic", "expected"), [
@@ -80,12 +89,12 @@ def test_availability_gate_rate_limits_flapping() -> None:
 
 
 def test_meter_components_follow_validity_and_writes() -> None:
-    comps = meter_components("m", "p", valid_state_keys(10), 10, False, T)
+    comps = meter_components("m", "p", 10, False)
     assert "power_a_w" in comps and "power_b_w" not in comps
     assert comps["phase_loss_a"].platform == "binary_sensor" and "phase_loss_b" not in comps
     assert comps["ct_primary_a"].platform == "sensor"
     assert not [c for c in comps.values() if c.platform in ("select", "number", "button")]
-    writable = meter_components("m", "p", valid_state_keys(10), 10, True, T)
+    writable = meter_components("m", "p", 10, True)
     assert writable["set_system_type"].platform == "select"
     assert writable["set_system_type"].config["options"][-1] == "3-phase wye 4-wire (40)"
     assert writable["set_ct_primary_a"].config["command_topic"] == "series4000/m/set/ct_primary_a"
@@ -96,7 +105,7 @@ def test_meter_components_follow_validity_and_writes() -> None:
 
 
 def test_device_payload_carries_removal_markers() -> None:
-    device = DeviceInfo("node", "Node")
+    device = DeviceInfo("node", "Node", "Series 4000-K", "Leviton")
     comps = {"power_w": Component("power_w", "sensor", {"name": "Power"})}
     removed = removed_components({"power_w": "sensor", "power_b_w": "sensor"}, comps)
     assert removed == {"power_b_w": "sensor"}
@@ -107,7 +116,7 @@ def test_device_payload_carries_removal_markers() -> None:
 
 
 def test_component_mode_payloads() -> None:
-    device = DeviceInfo("node", "Node")
+    device = DeviceInfo("node", "Node", "Series 4000-K", "Leviton")
     comps = {"power_w": Component("power_w", "sensor", {"name": "Power"}),
              "reset_energy": Component("reset_energy", "button", {"name": "Reset"})}
     out = component_payloads(device, comps, {"power_b_w": "sensor"}, ["a"], "st", T)
@@ -136,7 +145,7 @@ def test_announcer_remembers_across_restarts(tmp_path: Path) -> None:
     store = tmp_path / "discovery.json"
     hub = Hub()
     ann = Announcer(hub, T, store=store)
-    device = DeviceInfo("node", "Node")
+    device = DeviceInfo("node", "Node", "Series 4000-K", "Leviton")
     ann.set_device(device, ["a"], "st")
     ann.set_part("node", "meter", {"power_b_w": Component("power_b_w", "sensor", {})})
     assert ann.announce("node")

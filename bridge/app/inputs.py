@@ -25,7 +25,9 @@ from bridge.gpio.alarm_input import AlarmInput, AlarmInputSettings, compare_with
 from bridge.gpio.backend import GpioBackend
 from bridge.gpio.pulse_input import PulseInput, PulseInputSettings
 from bridge.homeassistant.announce import Announcer
-from bridge.homeassistant.discovery import Component, DeviceInfo, alarm_components, pulse_components
+from bridge.homeassistant.discovery import DeviceInfo, alarm_components, pulse_components
+from bridge.homeassistant.entities import Component
+from bridge.model.naming import Naming, display_name
 from bridge.model.topics import OFFLINE, ONLINE, Topics
 from bridge.mqtt.hub import AVAILABILITY, STATE, Hub
 
@@ -42,21 +44,23 @@ class _Channel:
     """What pulse and alarm inputs share: a name, a device, a state topic, availability."""
 
     def __init__(self, name: str, meter: str | None, hub: Hub, topics: Topics,
-                 announcer: Announcer, unique_prefix: str, model: str) -> None:
+                 announcer: Announcer, naming: Naming, manufacturer: str,
+                 model: str) -> None:
         self.name = name
         self.meter = meter
         self.hub = hub
         self.topics = topics
         self.announcer = announcer
-        self.unique_prefix = unique_prefix
-        self.node_id = f"{unique_prefix}_{meter or name}"
+        self.naming = naming
+        self.node_id = naming.node_id(meter or name)
+        self.manufacturer = manufacturer
         self.model = model
 
     def announce(self, components: Mapping[str, Component]) -> None:
         if self.meter is None:
             self.announcer.set_device(
-                DeviceInfo(self.node_id, self.name.replace("_", " ").capitalize(),
-                           model=self.model),
+                DeviceInfo(self.node_id, display_name(self.name), self.model,
+                           self.manufacturer),
                 [self.topics.bridge_availability, self.topics.availability(self.name)],
                 self.topics.state(self.name))
         self.announcer.set_part(self.node_id, f"input:{self.name}", components)
@@ -72,8 +76,9 @@ class _Channel:
 
 class PulseChannel(_Channel):
     def __init__(self, cfg: PulseInputConfig, backend: GpioBackend, state_dir: Path, hub: Hub,
-                 topics: Topics, announcer: Announcer, unique_prefix: str) -> None:
-        super().__init__(cfg.name, cfg.meter, hub, topics, announcer, unique_prefix,
+                 topics: Topics, announcer: Announcer, naming: Naming,
+                 manufacturer: str) -> None:
+        super().__init__(cfg.name, cfg.meter, hub, topics, announcer, naming, manufacturer,
                          "Pulse input")
         self.cfg = cfg
         self.backend = backend
@@ -185,7 +190,7 @@ class PulseChannel(_Channel):
                                    retained_pulses=self._retained_pulses)
         log.info("pulse input %s: counting %d Wh per pulse from %d pulses (%s)", self.name,
                  weight, start.pulses, start.source)
-        self.announce(pulse_components(self.name, self.unique_prefix, self.topics,
+        self.announce(pulse_components(self.name, self.naming, self.topics,
                                        self.meter is not None))
         self.available(True)
         counting = asyncio.create_task(self.input.run())
@@ -210,8 +215,8 @@ class PulseChannel(_Channel):
 
 class AlarmChannel(_Channel):
     def __init__(self, cfg: AlarmInputConfig, backend: GpioBackend, hub: Hub, topics: Topics,
-                 announcer: Announcer, unique_prefix: str) -> None:
-        super().__init__(cfg.name, cfg.meter, hub, topics, announcer, unique_prefix,
+                 announcer: Announcer, naming: Naming, manufacturer: str) -> None:
+        super().__init__(cfg.name, cfg.meter, hub, topics, announcer, naming, manufacturer,
                          "Alarm input")
         self.cfg = cfg
         settings = AlarmInputSettings(cfg.name, cfg.line, cfg.chip, cfg.active,
@@ -244,7 +249,7 @@ class AlarmChannel(_Channel):
             self._publish()
 
     async def run(self) -> None:
-        self.announce(alarm_components(self.name, self.unique_prefix, self.topics,
+        self.announce(alarm_components(self.name, self.naming, self.topics,
                                        self.meter is not None))
         await self.input.run()
 

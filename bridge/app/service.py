@@ -1,27 +1,33 @@
 """The composition root: builds the bridge from a validated configuration and runs it.
 
-One task per bus (:class:`BusPoller`), one MQTT connection (:class:`MqttLink`), GPIO inputs;
-MQTT callbacks never touch a bus, they hand commands to the bus's task through its queue.
+One task per bus (:class:`BusPoller`), one MQTT connection (:class:`MqttLink`), GPIO inputs,
+all in one task group: stopping the service cancels them, and the MQTT task ends last (it sends
+what is queued, then ``offline``). MQTT callbacks never touch a bus, they hand commands to the
+bus's task through its queue.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from bridge.app.inputs import AlarmChannel, PulseChannel, make_backend
-from bridge.config import BusConfig, Config
+from bridge.config import Config
+from bridge.core.commands import publish_result
 from bridge.core.poller import BusPoller, CommandRequest, MeterRuntime
-from bridge.core.runtime import components, device_info
 from bridge.gpio.backend import GpioBackend
 from bridge.homeassistant.announce import Announcer
+from bridge.homeassistant.entities import MeterContext
+from bridge.homeassistant.meters import MeterDevices
+from bridge.meters.profile import MeterProfile
+from bridge.meters.series4000 import PROFILE
 from bridge.modbus.client import BusClient
-from bridge.modbus.links import Link, SerialLink, TcpLink
+from bridge.modbus.links import link_for
+from bridge.model.naming import Naming
 from bridge.model.topics import BRIDGE, ONLINE, Topics
 from bridge.mqtt.hub import Hub
 from bridge.mqtt.link import MqttLink
@@ -31,34 +37,20 @@ log = logging.getLogger(__name__)
 #: After subscribing, the broker sends retained messages at once; this is ample for loopback
 #: and LAN brokers.
 RETAINED_WINDOW_S = 2.0
+#: A failed task (a bug, not a meter's error: those are handled inside) starts again after this.
+RESTART_DELAY_S = 5.0
 
 
-async def supervise(name: str, run: Callable[[asyncio.Event], Awaitable[None]],
-                    stop: asyncio.Event, restart_delay_s: float = 5.0) -> None:
-    """Run a task until ``stop``; if it fails, log it and start it again (a bug in one bus
+async def supervise(name: str, run: Callable[[], Awaitable[None]],
+                    restart_delay_s: float = RESTART_DELAY_S) -> None:
+    """Run ``run()`` until cancelled; if it fails, log it and start it again (a bug in one bus
     must not silently end the polling of that bus)."""
-    while not stop.is_set():
+    while True:
         try:
-            await run(stop)
+            await run()
         except Exception:
             log.exception("%s failed; restarting in %.0f s", name, restart_delay_s)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), restart_delay_s)
-
-
-def until_stopped(run: Callable[[], Coroutine[Any, Any, None]]
-                  ) -> Callable[[asyncio.Event], Awaitable[None]]:
-    """Adapt a coroutine that runs until cancelled to one that ends when ``stop`` is set."""
-    async def runner(stop: asyncio.Event) -> None:
-        task = asyncio.create_task(run())
-        stopper = asyncio.create_task(stop.wait())
-        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        for t in (task, stopper):
-            t.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task  # re-raises a failure of the input itself
-        stopper.cancel()
-    return runner
+            await asyncio.sleep(restart_delay_s)
 
 
 def _listener(channel: PulseChannel | AlarmChannel) -> Callable[[MeterRuntime, str], None]:
@@ -68,20 +60,13 @@ def _listener(channel: PulseChannel | AlarmChannel) -> Callable[[MeterRuntime, s
     return listen
 
 
-def link_for(bus: BusConfig) -> Link:
-    if bus.transport == "rtu":
-        assert bus.device is not None
-        return SerialLink(bus.device, bus.baudrate, bus.parity, bus.stopbits)
-    assert bus.host is not None
-    return TcpLink(bus.host, bus.port, rtu=bus.transport == "rtu_over_tcp",
-                   baudrate=bus.baudrate, parity=bus.parity, stopbits=bus.stopbits)
-
-
 class Service:
-    def __init__(self, config: Config, gpio_backend: GpioBackend | None = None) -> None:
+    def __init__(self, config: Config, gpio_backend: GpioBackend | None = None,
+                 profile: MeterProfile = PROFILE) -> None:
         self.config = config
+        self.profile = profile
         self.topics = Topics(config.mqtt.base_topic, config.mqtt.discovery_prefix)
-        self.unique_prefix = f"series4000_{config.bridge_id}"
+        self.naming = Naming(config.bridge_id)
         self.hub = Hub()
         self.link = MqttLink(
             config.mqtt, config.client_id, self.topics.bridge_availability,
@@ -94,14 +79,15 @@ class Service:
         self.announcer = Announcer(self.hub, self.topics, mode=config.mqtt.discovery_mode,
                                    enabled=config.mqtt.discovery,
                                    store=state_dir / "discovery.json")
+        self.meter_devices = MeterDevices(self.announcer, self.topics, self.naming, profile)
         self.pollers: list[BusPoller] = []
         self.poller_of: dict[str, BusPoller] = {}
         for bus in config.buses:
             client = BusClient(link_for(bus), timeout=bus.timeout, retries=bus.retries,
                                name=bus.name)
             poller = BusPoller(bus, client, self.hub, self.topics, config.publish,
-                               unique_prefix=self.unique_prefix)
-            poller.on_components = lambda rt, p=poller: self._meter_components(p, rt)
+                               profile=profile, naming=self.naming,
+                               on_components=self._meter_components)
             self.pollers.append(poller)
             for meter in bus.meters:
                 self.poller_of[meter.name] = poller
@@ -112,9 +98,11 @@ class Service:
             backend = make_backend()
         self.pulse_channels = [
             PulseChannel(p, backend, state_dir, self.hub, self.topics, self.announcer,
-                         self.unique_prefix) for p in config.pulse_inputs if backend]
+                         self.naming, profile.manufacturer)
+            for p in config.pulse_inputs if backend]
         self.alarm_channels = [
-            AlarmChannel(a, backend, self.hub, self.topics, self.announcer, self.unique_prefix)
+            AlarmChannel(a, backend, self.hub, self.topics, self.announcer, self.naming,
+                         profile.manufacturer)
             for a in config.alarm_inputs if backend]
         self.channels: list[PulseChannel | AlarmChannel] = [*self.pulse_channels,
                                                              *self.alarm_channels]
@@ -130,26 +118,21 @@ class Service:
     def node_ids(self) -> list[str]:
         own = [p.name for p in self.config.pulse_inputs if p.meter is None]
         own += [a.name for a in self.config.alarm_inputs if a.meter is None]
-        return [f"{self.unique_prefix}_{name}" for name in [*self.poller_of, *own]]
+        return [self.naming.node_id(name) for name in [*self.poller_of, *own]]
 
     def _provisional_devices(self) -> None:
         """Every meter's device exists from the start, so that inputs linked to a meter can
         be announced before the meter has been read (its firmware comes later)."""
         for poller in self.pollers:
             for rt in poller.meters.values():
-                self.announcer.set_device(
-                    device_info(rt),
-                    [self.topics.bridge_availability, self.topics.availability(rt.name)],
-                    self.topics.state(rt.name))
+                self.meter_devices.set_device(rt.name, rt.cfg.display_name)
 
-    def _meter_components(self, poller: BusPoller, rt: MeterRuntime) -> None:
-        self.announcer.set_device(
-            device_info(rt),
-            [self.topics.bridge_availability, self.topics.availability(rt.name)],
-            self.topics.state(rt.name))
-        self.announcer.set_part(rt.node_id, "meter",
-                                components(rt, self.unique_prefix, self.topics))
-        self.announcer.announce(rt.node_id)
+    def _meter_components(self, rt: MeterRuntime) -> None:
+        assert rt.setup is not None
+        self.meter_devices.set_device(rt.name, rt.cfg.display_name,
+                                      rt.identity.firmware if rt.identity else None)
+        self.meter_devices.announce(rt.name, MeterContext(rt.setup.system_type, rt.valid,
+                                                          rt.cfg.allow_writes))
 
     # -- MQTT callbacks (never block, never touch a bus) -------------------------------------
 
@@ -202,29 +185,30 @@ class Service:
             if len(self._clearing) < 1000:
                 self._clearing.add(topic)
             self.hub.clear(topic)
-            poller.publish_result(name, setting, requested, False, None,
-                                  "retained commands are ignored; publish without retain")
+            publish_result(self.hub, self.topics, name, setting, requested, False, None,
+                           "retained commands are ignored; publish without retain")
             return
         if not poller.submit(CommandRequest(name, setting, payload)):
-            poller.publish_result(name, setting, requested, False, None,
-                                  "too many commands queued; try again")
+            publish_result(self.hub, self.topics, name, setting, requested, False, None,
+                           "too many commands queued; try again")
 
     # -- running ------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set; then stop the buses and inputs, and MQTT last."""
         self.announcer.forget_others(self.node_ids())
-        tasks = [asyncio.create_task(supervise(f"bus {p.cfg.name}", p.run, stop))
-                 for p in self.pollers]
-        for channel in self.channels:
-            tasks.append(asyncio.create_task(
-                supervise(f"input {channel.name}", until_stopped(channel.run), stop)))
-        link_task = asyncio.create_task(self.link.run(stop), name="mqtt")
-        try:
-            await stop.wait()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        finally:
-            # The MQTT task ends last: it sends what is queued, then `offline`.
-            await asyncio.wait_for(link_task, 10)
+        mqtt_done = asyncio.Event()
+        async with asyncio.TaskGroup() as service:
+            service.create_task(self.link.run(mqtt_done), name="mqtt")
+            async with asyncio.TaskGroup() as workers:
+                tasks = [workers.create_task(supervise(f"bus {p.cfg.name}", p.run),
+                                             name=f"bus {p.cfg.name}") for p in self.pollers]
+                tasks += [workers.create_task(supervise(f"input {c.name}", c.run),
+                                              name=f"input {c.name}") for c in self.channels]
+                await stop.wait()
+                for task in tasks:
+                    task.cancel()
+            mqtt_done.set()
 
     def status(self) -> dict[str, Any]:
         return {

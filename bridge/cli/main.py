@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 def cmd_read(args: argparse.Namespace) -> int:
     from bridge.cli.tables import format_reading
+    from bridge.meters.series4000 import PROFILE
     from bridge.modbus.reader import read_once
 
     link = link_from_args(args)
@@ -44,7 +45,7 @@ def cmd_read(args: argparse.Namespace) -> int:
     async def run() -> int:
         bus = BusClient(link, timeout=args.timeout, retries=1)
         try:
-            reading = await read_once(bus, args.unit)
+            reading = await read_once(bus, args.unit, PROFILE)
         finally:
             bus.close()
         if args.json:

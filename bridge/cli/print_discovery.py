@@ -1,29 +1,37 @@
-"""``python -m bridge print-discovery``: the discovery messages, without publishing them."""
+"""``python -m bridge print-discovery``: the discovery messages, without publishing them.
+
+The meters are described by the same :class:`~bridge.homeassistant.meters.MeterDevices` the
+service announces them with; only the hub is a recorder instead of the broker.
+"""
 
 from __future__ import annotations
 
 import json
 from typing import TextIO
 
-from bridge.app.service import link_for
 from bridge.config import Config
 from bridge.errors import ModbusError
 from bridge.homeassistant.announce import Announcer
-from bridge.homeassistant.discovery import DeviceInfo, meter_components
-from bridge.meters.series4000.setup import valid_state_keys
+from bridge.homeassistant.entities import MeterContext
+from bridge.homeassistant.meters import MeterDevices
+from bridge.meters.profile import MeterProfile
+from bridge.meters.series4000 import PROFILE
 from bridge.modbus.client import BusClient
+from bridge.modbus.links import link_for
 from bridge.modbus.reader import read_once
+from bridge.model.naming import Naming
 from bridge.model.topics import Topics
 from bridge.mqtt.hub import Hub
 
 
-async def print_discovery(config: Config, system_type: int | None, out: TextIO) -> int:
+async def print_discovery(config: Config, system_type: int | None, out: TextIO,
+                          profile: MeterProfile = PROFILE) -> int:
     topics = Topics(config.mqtt.base_topic, config.mqtt.discovery_prefix)
-    prefix = f"series4000_{config.bridge_id}"
     sent: list[tuple[str, str]] = []
     hub = Hub()
     hub.observers.append(lambda topic, payload, retain: sent.append((topic, payload)))
-    announcer = Announcer(hub, topics, mode=config.mqtt.discovery_mode)
+    devices = MeterDevices(Announcer(hub, topics, mode=config.mqtt.discovery_mode), topics,
+                           Naming(config.bridge_id), profile)
     failed = 0
     for bus in config.buses:
         client = BusClient(link_for(bus), timeout=bus.timeout, retries=bus.retries)
@@ -32,7 +40,7 @@ async def print_discovery(config: Config, system_type: int | None, out: TextIO) 
                 firmware = None
                 if system_type is None:
                     try:
-                        reading = await read_once(client, meter.unit)
+                        reading = await read_once(client, meter.unit, profile)
                     except ModbusError as exc:
                         print(f"# {meter.name}: cannot read the meter ({exc}); use "
                               "--system-type to print without reading", file=out)
@@ -41,16 +49,9 @@ async def print_discovery(config: Config, system_type: int | None, out: TextIO) 
                     st, valid = reading.setup.system_type, reading.valid
                     firmware = reading.identity.firmware
                 else:
-                    st, valid = system_type, valid_state_keys(system_type)
-                node = f"{prefix}_{meter.name}"
-                name = meter.display_name or meter.name.replace("_", " ").capitalize()
-                announcer.set_device(DeviceInfo(node, name, sw_version=firmware),
-                                     [topics.bridge_availability,
-                                      topics.availability(meter.name)],
-                                     topics.state(meter.name))
-                announcer.set_part(node, "meter", meter_components(
-                    meter.name, prefix, valid, st, meter.allow_writes, topics))
-                announcer.announce(node)
+                    st, valid = system_type, profile.valid_keys(system_type)
+                devices.set_device(meter.name, meter.display_name, firmware)
+                devices.announce(meter.name, MeterContext(st, valid, meter.allow_writes))
         finally:
             client.close()
     for topic, payload in sent:

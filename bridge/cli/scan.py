@@ -7,9 +7,11 @@ from typing import TextIO
 
 from bridge.cli.tables import table
 from bridge.errors import BusUnavailable
+from bridge.meters.profile import Identity
+from bridge.meters.series4000 import PROFILE
 from bridge.modbus.client import BusClient
 from bridge.modbus.links import Link
-from bridge.modbus.reader import Identity, probe
+from bridge.modbus.reader import probe
 
 
 def progress_bar(done: int, total: int, found: int, width: int = 30) -> str:
@@ -24,7 +26,7 @@ async def scan(link: Link, units: Sequence[int], timeout: float, out: TextIO) ->
     tty = out.isatty()
     try:
         for i, unit in enumerate(units, 1):
-            identity = await probe(bus, unit)
+            identity = await probe(bus, unit, PROFILE)
             if identity is not None:
                 found.append((unit, identity))
             if tty:

@@ -13,27 +13,22 @@ timeout per back-off period.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from bridge.config import BusConfig, PublishConfig
-from bridge.core.commands import CommandRequest, execute, publish_result
+from bridge.core.availability import Availability
+from bridge.core.commands import CommandRequest, execute
 from bridge.core.publishing import should_publish
 from bridge.core.runtime import MeterRuntime, apply_setup, ingest, state_of
 from bridge.errors import DecodeError, ModbusError
-from bridge.meters.series4000.setup import (
-    CONFIG_COUNT,
-    CONFIG_START,
-    MeterSetup,
-    Number,
-    decode_setup,
-    state_values,
-)
+from bridge.meters.profile import MeterProfile, MeterSetup
 from bridge.modbus.client import BusClient
-from bridge.modbus.reader import read_identity
-from bridge.model import codec
+from bridge.modbus.reader import decode_answers, read_identity, read_setup
+from bridge.model.naming import Naming
 from bridge.model.registers import ReadBlock
 from bridge.model.topics import OFFLINE, ONLINE, Topics
 from bridge.mqtt.hub import AVAILABILITY, STATE, Hub
@@ -42,17 +37,16 @@ log = logging.getLogger(__name__)
 
 #: Built-in deadbands for values the bridge itself measures.
 DEFAULT_DEADBANDS = {"response_time_ms": 25.0}
-#: Availability changes of one meter are published at most this often.
-AVAILABILITY_MIN_INTERVAL_S = 10.0
-#: A flapping meter is reported in the log at most this often.
-FLAP_WARNING_EVERY_S = 600.0
+#: Commands waiting for the bus task; more are refused with "try again".
+MAX_QUEUED_COMMANDS = 100
 
 __all__ = ["BusPoller", "CommandRequest", "MeterRuntime"]
 
 
 class BusPoller:
     def __init__(self, bus_cfg: BusConfig, client: BusClient, hub: Hub, topics: Topics,
-                 publish_cfg: PublishConfig, *, unique_prefix: str,
+                 publish_cfg: PublishConfig, *, profile: MeterProfile,
+                 naming: Naming,
                  on_components: Callable[[MeterRuntime], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.cfg = bus_cfg
@@ -61,17 +55,17 @@ class BusPoller:
         self.topics = topics
         self.publish_cfg = publish_cfg
         self.deadbands = {**DEFAULT_DEADBANDS, **publish_cfg.deadband}
-        self.unique_prefix = unique_prefix
         self.on_components = on_components
         self.clock = clock
         now = clock()
         self.meters = {
-            m.name: MeterRuntime(m, f"{unique_prefix}_{m.name}", due={"init": now},
+            m.name: MeterRuntime(m, naming.node_id(m.name), profile, due={"init": now},
                                  backoff=bus_cfg.backoff_s)
             for m in bus_cfg.meters
         }
+        self.availability = Availability(self._publish_availability)
         self._wake = asyncio.Event()
-        self.commands: asyncio.Queue[CommandRequest] = asyncio.Queue(maxsize=100)
+        self.commands: asyncio.Queue[CommandRequest] = asyncio.Queue(MAX_QUEUED_COMMANDS)
         self.cycles = 0
         #: Called after every successful read of a meter with "config" or "full".
         self.listeners: list[Callable[[MeterRuntime, str], None]] = []
@@ -87,40 +81,33 @@ class BusPoller:
         self._wake.set()
         return True
 
-    def publish_result(self, name: str, setting: str, requested: str, ok: bool,
-                       value: object, error: str | None) -> None:
-        publish_result(self, name, setting, requested, ok, value, error)
-
     def _next_due(self) -> tuple[MeterRuntime | None, str, float]:
         best: tuple[MeterRuntime | None, str, float] = (None, "", float("inf"))
         for rt in self.meters.values():
             for task, due in rt.due.items():
                 if due < best[2]:
                     best = (rt, task, due)
-            if rt.gate.pending is not None:
-                flush_at = rt.gate.published_at + AVAILABILITY_MIN_INTERVAL_S
-                if flush_at < best[2]:
-                    best = (rt, "flush", flush_at)
+            flush_at = self.availability.flush_due(rt)
+            if flush_at is not None and flush_at < best[2]:
+                best = (rt, "flush", flush_at)
         return best
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self) -> None:
+        """Poll until cancelled."""
         try:
-            while not stop.is_set():
+            while True:
                 if not self.commands.empty():
                     # Commands go ahead of every pending read.
-                    await execute(self, self.commands.get_nowait())
+                    request = self.commands.get_nowait()
+                    await execute(self, self.meters[request.meter], request)
                     continue
                 rt, task, due = self._next_due()
                 delay = due - self.clock()
                 if delay > 0 or rt is None:
                     self._wake.clear()
-                    waiter = asyncio.ensure_future(self._wake.wait())
-                    stopper = asyncio.ensure_future(stop.wait())
-                    await asyncio.wait({waiter, stopper},
-                                       timeout=None if rt is None else delay,
-                                       return_when=asyncio.FIRST_COMPLETED)
-                    waiter.cancel()
-                    stopper.cancel()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(None if rt is None else delay):
+                            await self._wake.wait()
                     continue
                 await self._run_task(rt, task)
         finally:
@@ -129,10 +116,7 @@ class BusPoller:
     async def _run_task(self, rt: MeterRuntime, task: str) -> None:
         now = self.clock()
         if task == "flush":
-            rt.gate, value = rt.gate.flush(now, AVAILABILITY_MIN_INTERVAL_S)
-            if value is not None:
-                self._log_availability(rt, value, now)
-                self._publish_availability(rt, value)
+            self.availability.flush(rt, now)
             return
         if task == "publish":
             rt.due.pop("publish", None)
@@ -167,11 +151,9 @@ class BusPoller:
         # A probe of an offline meter is one request without retries: a dead meter costs the
         # others one timeout per back-off period.
         retries = 0 if rt.failures >= self.cfg.offline_after else None
-        words = await self.client.read_registers(rt.cfg.unit, CONFIG_START - 1, CONFIG_COUNT,
-                                                 retries=retries)
-        setup = decode_setup(words)
+        setup = await read_setup(self.client, rt.cfg.unit, rt.profile, retries=retries)
         if rt.identity is None:
-            rt.identity = await read_identity(self.client, rt.cfg.unit)
+            rt.identity = await read_identity(self.client, rt.cfg.unit, rt.profile)
         self.take_setup(rt, setup, announce=True)
         await self._read(rt, rt.full_blocks, full=True)
         now = self.clock()
@@ -183,12 +165,11 @@ class BusPoller:
         if rt.cfg.fast_interval is not None and rt.fast_blocks:
             rt.due["fast"] = now + rt.cfg.fast_interval
         rt.backoff = self.cfg.backoff_s
-        self._set_online(rt, True)
+        self.availability.set(rt, True, now)
         self._notify(rt, "config")
 
     async def _read_config(self, rt: MeterRuntime) -> None:
-        words = await self.client.read_registers(rt.cfg.unit, CONFIG_START - 1, CONFIG_COUNT)
-        self.take_setup(rt, decode_setup(words))
+        self.take_setup(rt, await read_setup(self.client, rt.cfg.unit, rt.profile))
         self.publish_state(rt)
         self._notify(rt, "config")
 
@@ -225,20 +206,16 @@ class BusPoller:
         now = self.clock()
         rt.response_ms = (now - started) * 1000.0 / max(len(blocks), 1)
         rt.polls += 1
-        asyncio.get_running_loop().call_soon(self._process, rt, answers, scales, now, full)
+        asyncio.get_running_loop().call_soon(self._process, rt, answers, scales, full)
 
-    def _process(self, rt: MeterRuntime, answers: list[tuple[ReadBlock, list[int]]],
-                 scales: Mapping[int, int], now: float, full: bool) -> None:
-        decoded: dict[str, Number | None] = {}
+    def _process(self, rt: MeterRuntime, answers: Sequence[tuple[ReadBlock, Sequence[int]]],
+                 scales: Mapping[int, int], full: bool) -> None:
         try:
-            for block, words in answers:
-                for key, value in state_values(codec.decode_block(block, words,
-                                                                  scales)).items():
-                    decoded.setdefault(key, value)
+            decoded = decode_answers(answers, scales)
         except DecodeError as exc:
             self._failed(rt, "full" if full else "fast", exc)
             return
-        changed, dropped = ingest(rt, decoded, now, full)
+        changed, dropped = ingest(rt, decoded, full)
         if changed:
             self._announce(rt)
         for drop in dropped:
@@ -271,34 +248,6 @@ class BusPoller:
         self.hub.retain(AVAILABILITY, self.topics.availability(rt.name),
                         ONLINE if online else OFFLINE)
 
-    def _set_online(self, rt: MeterRuntime, online: bool) -> None:
-        now = self.clock()
-        rt.online = online
-        rt.gate, value = rt.gate.update(online, now, AVAILABILITY_MIN_INTERVAL_S)
-        if value is not None:
-            self._log_availability(rt, value, now)
-            self._publish_availability(rt, value)
-        elif rt.gate.pending is not None and now - rt.flap_warned_at >= FLAP_WARNING_EVERY_S:
-            # A change held back by the gate: the meter flaps. Say so once, not per change.
-            rt.flap_warned_at = now
-            log.warning("%s (unit %d) keeps going online and offline (last error: %s); its "
-                        "availability is published at most every %.0f s", rt.name,
-                        rt.cfg.unit, rt.last_error, AVAILABILITY_MIN_INTERVAL_S)
-
-    def _log_availability(self, rt: MeterRuntime, online: bool, now: float) -> None:
-        if now - rt.flap_warned_at < FLAP_WARNING_EVERY_S:
-            level = logging.DEBUG  # already reported as flapping
-        else:
-            level = logging.INFO if online else logging.WARNING
-        if online:
-            log.log(level, "%s (unit %d) is online", rt.name, rt.cfg.unit)
-        elif rt.polls == 0:
-            log.log(level, "%s (unit %d) does not answer: %s; retrying every %.0f s or so",
-                    rt.name, rt.cfg.unit, rt.last_error, rt.backoff)
-        else:
-            log.log(level, "%s (unit %d) is offline: %s; retrying every %.0f s or so",
-                    rt.name, rt.cfg.unit, rt.last_error, rt.backoff)
-
     def _failed(self, rt: MeterRuntime, task: str, exc: Exception) -> None:
         rt.failures += 1
         rt.errors += 1
@@ -312,5 +261,5 @@ class BusPoller:
             rt.due.pop(key, None)
         rt.due["init"] = self.clock() + rt.backoff
         if rt.online or rt.gate.published is None:
-            self._set_online(rt, False)
+            self.availability.set(rt, False, self.clock())
         rt.backoff = min(rt.backoff * 2, self.cfg.backoff_max_s)

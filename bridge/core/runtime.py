@@ -1,8 +1,9 @@
 """What the bridge knows about one meter, and how each reading changes it (no I/O).
 
-The bus task owns every :class:`MeterRuntime`; the functions here apply a set-up read, plan the
-reads for the wiring, fold a measurement read into the published values (QNAN out, totals never
-lower than published unless the meter was reset), and build the state object.
+The bus task owns every :class:`MeterRuntime` and is the only writer of its fields: the poller
+(schedule, availability, publishing) and the functions here, which apply a set-up read, plan the
+reads for the wiring, and fold a measurement read into the published values (QNAN out, totals
+never lower than published unless the meter was reset).
 """
 
 from __future__ import annotations
@@ -13,30 +14,18 @@ from dataclasses import dataclass, field
 
 from bridge.config import MeterConfig
 from bridge.core.publishing import AvailabilityGate
-from bridge.homeassistant.discovery import Component, DeviceInfo, meter_components
-from bridge.meters.series4000 import points as s4k
-from bridge.meters.series4000.setup import (
-    MeterSetup,
-    Number,
-    StateValue,
-    measurement_plan,
-    reported_uncertain,
-    valid_state_keys,
-)
-from bridge.meters.series4000.validity import Dropped, sanitize
-from bridge.modbus.reader import Identity
+from bridge.meters.profile import Identity, MeterProfile, MeterSetup, meter_state
 from bridge.model.registers import ReadBlock, plan_reads
-from bridge.model.topics import Topics
+from bridge.model.values import Dropped, Number, StateValue, sanitize
 
 log = logging.getLogger(__name__)
-
-ENERGY_KEYS = s4k.COMMANDS_BY_KEY["reset_energy"].resets
 
 
 @dataclass
 class MeterRuntime:
     cfg: MeterConfig
     node_id: str
+    profile: MeterProfile
     identity: Identity | None = None
     setup: MeterSetup | None = None
     #: Uncertain keys (per-phase power without a neutral) the meter answered with numbers.
@@ -51,22 +40,23 @@ class MeterRuntime:
     floors: dict[str, Number] = field(default_factory=dict)
     #: Accumulators the meter is known to have reset: their next drop is genuine.
     resets: set[str] = field(default_factory=set)
+    #: When each scheduled task of the meter is due next (poller clock).
     due: dict[str, float] = field(default_factory=dict)
+    # Health, kept by the poller.
     failures: int = 0
     online: bool = False
     backoff: float = 5.0
     last_error: str | None = None
     errors: int = 0
     response_ms: float | None = None
-    last_state: dict[str, StateValue] | None = None
-    last_state_time: float = 0.0
+    polls: int = 0
     gate: AvailabilityGate = field(default_factory=AvailabilityGate)
     flap_warned_at: float = float("-inf")
-    polls: int = 0
-    #: When each quantity was last read (freshness figures).
-    read_at: dict[str, float] = field(default_factory=dict)
+    # Publishing, kept by the poller.
+    last_state: dict[str, StateValue] | None = None
+    last_state_time: float = 0.0
+    #: When a demand command was last accepted (the meter ignores them within 10 s).
     last_demand_command: float | None = None
-    writes: int = 0
 
     @property
     def name(self) -> str:
@@ -77,13 +67,12 @@ def apply_setup(rt: MeterRuntime, setup: MeterSetup) -> bool:
     """Take a new read of the set-up block; True when the wiring changed (entities change)."""
     old = rt.setup
     if old is not None:
-        before = old.status.get("energy_reset_count")
-        now = setup.status.get("energy_reset_count")
-        if before is not None and now is not None and now != before:
-            # Reset on the front panel or by another master: the drop is genuine.
-            rt.resets |= set(ENERGY_KEYS)
-            log.info("%s: energy accumulators were reset (register 147 %s -> %s)", rt.name,
-                     before, now)
+        released = rt.profile.released_by(old, setup)
+        if released:
+            # Reset on the front panel, by another master, or by our command: the drop is
+            # genuine.
+            rt.resets |= released
+            log.info("%s: the meter counted a reset of %s", rt.name, ", ".join(sorted(released)))
     rt.setup = setup
     if old is not None and old.system_type == setup.system_type:
         return False
@@ -100,22 +89,22 @@ def replan(rt: MeterRuntime) -> None:
     """Valid keys and read plans for the present wiring."""
     assert rt.setup is not None
     st = rt.setup.system_type
-    rt.valid = valid_state_keys(st, rt.reported)
-    rt.full_blocks = measurement_plan(st, rt.reported, include_uncertain=not rt.probed)
+    rt.valid = rt.profile.valid_keys(st, rt.reported)
+    rt.full_blocks = rt.profile.measurement_plan(st, rt.reported, include_uncertain=not rt.probed)
     fast = set(rt.cfg.fast_keys)
     fast_rows = [r for b in rt.full_blocks for r in b.registers if r.key in fast]
     rt.fast_blocks = plan_reads(fast_rows) if fast_rows else ()
     rt.values = {k: v for k, v in rt.values.items() if k in rt.valid}
 
 
-def ingest(rt: MeterRuntime, decoded: Mapping[str, Number | None], now: float,
+def ingest(rt: MeterRuntime, decoded: Mapping[str, Number | None],
            full: bool) -> tuple[bool, list[Dropped]]:
     """Fold a read into the published values. Returns (entities changed, dropped totals)."""
     assert rt.setup is not None
     changed = False
     if full and not rt.probed:
         rt.probed = True
-        rt.reported = reported_uncertain(decoded, rt.setup.system_type)
+        rt.reported = rt.profile.reported_uncertain(decoded, rt.setup.system_type)
         replan(rt)
         changed = True
     clean, rt.floors, dropped = sanitize(decoded, rt.valid, rt.floors, rt.resets)
@@ -123,31 +112,17 @@ def ingest(rt: MeterRuntime, decoded: Mapping[str, Number | None], now: float,
     for key, value in decoded.items():
         if key in clean:
             rt.values[key] = clean[key]
-            rt.read_at[key] = now
         elif value is None or key not in rt.valid:
             rt.values.pop(key, None)  # QNAN now: not available
     return changed, dropped
 
 
 def state_of(rt: MeterRuntime) -> dict[str, StateValue]:
-    state: dict[str, StateValue] = dict(rt.values)
-    if rt.setup is not None:
-        state.update(rt.setup.settings)
-        state.update(rt.setup.status)
-        state["alarms"] = rt.setup.alarms
+    """The published state: the meter's (as ``read`` shows it) plus the bus figures."""
+    if rt.setup is None:
+        return {}
+    state = meter_state(rt.setup, rt.values, rt.valid)
     state["read_errors"] = rt.errors
     if rt.response_ms is not None:
         state["response_time_ms"] = round(rt.response_ms, 1)
     return state
-
-
-def device_info(rt: MeterRuntime) -> DeviceInfo:
-    name = rt.cfg.display_name or rt.name.replace("_", " ").capitalize()
-    fw = rt.identity.firmware if rt.identity else None
-    return DeviceInfo(rt.node_id, name, sw_version=fw)
-
-
-def components(rt: MeterRuntime, unique_prefix: str, topics: Topics) -> dict[str, Component]:
-    assert rt.setup is not None
-    return dict(meter_components(rt.name, unique_prefix, rt.valid, rt.setup.system_type,
-                                 rt.cfg.allow_writes, topics))

@@ -18,7 +18,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from bridge.homeassistant import discovery
-from bridge.homeassistant.discovery import Component, DeviceInfo
+from bridge.homeassistant.discovery import DeviceInfo
+from bridge.homeassistant.entities import Component
 from bridge.model.topics import Topics
 from bridge.mqtt.hub import DISCOVERY, Hub
 

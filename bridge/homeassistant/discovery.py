@@ -11,28 +11,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from bridge import __version__
-from bridge.meters.series4000 import points as s4k
-from bridge.meters.series4000.validity import alarm_bits_for
-from bridge.model.quantities import BY_KEY, QUANTITIES, Quantity
+from bridge.homeassistant.entities import Component, sensor_config, value_of
+from bridge.model.naming import Naming
+from bridge.model.quantities import BY_KEY, Quantity
 from bridge.model.topics import Topics
 
 ORIGIN = {"name": "series4000-bridge", "sw": __version__}
-
-#: Bridge-kept diagnostics present for every meter, whatever the wiring.
-BRIDGE_DIAGNOSTICS = ("max_power_w", "pulse_closure_ms", "energy_reset_count", "power_up_count",
-                      "read_errors", "response_time_ms")
-
 
 @dataclass(frozen=True, slots=True)
 class DeviceInfo:
     node_id: str
     name: str
-    model: str = s4k.MODEL
-    manufacturer: str = s4k.MANUFACTURER
+    model: str
+    manufacturer: str
     sw_version: str | None = None
     serial: str | None = None
 
@@ -46,108 +41,11 @@ class DeviceInfo:
         return out
 
 
-@dataclass(frozen=True, slots=True)
-class Component:
-    key: str
-    platform: str
-    config: Mapping[str, Any] = field(default_factory=dict)
-
-
-def _get(key: str) -> str:
-    return f"value_json.get('{key}')"
-
-
-def sensor_config(q: Quantity, unique_id: str) -> dict[str, Any]:
-    cfg: dict[str, Any] = {"name": q.name, "unique_id": unique_id,
-                           "value_template": f"{{{{ {_get(q.key)} }}}}"}
-    if q.device_class:
-        cfg["device_class"] = q.device_class
-    if q.unit:
-        cfg["unit_of_measurement"] = q.unit
-    if q.state_class:
-        cfg["state_class"] = q.state_class.value
-    if q.unit or q.state_class:
-        cfg["suggested_display_precision"] = q.precision
-    if q.diagnostic:
-        cfg["entity_category"] = "diagnostic"
-    if q.icon:
-        cfg["icon"] = q.icon
-    return cfg
-
-
-def _select_template(setting: s4k.Setting) -> str:
-    if setting.key == "system_type":
-        mapping = ", ".join(f"{code}: '{label}'" for label, code in setting.options)
-        return f"{{{{ {{{mapping}}}.get({_get(setting.key)}) }}}}"
-    return f"{{{{ {_get(setting.key)} }}}}"
-
-
-def setting_components(uid: str, set_topic: Any, allow_writes: bool) -> list[Component]:
-    """Settings as controls when writes are allowed, else as read-only diagnostic sensors."""
-    out: list[Component] = []
-    for s in s4k.SETTINGS:
-        base: dict[str, Any] = {"name": s.name, "unique_id": f"{uid}_{s.key}"}
-        if s.icon:
-            base["icon"] = s.icon
-        if not allow_writes:
-            cfg = {**base, "entity_category": "diagnostic",
-                   "value_template": _select_template(s) if s.kind == "select"
-                   else f"{{{{ {_get(s.key)} }}}}"}
-            if s.unit:
-                cfg["unit_of_measurement"] = s.unit
-            out.append(Component(s.key, "sensor", cfg))
-            continue
-        # A control has its own component key, so that switching allow_writes removes the
-        # read-only sensor cleanly instead of changing a component's platform in place.
-        cfg = {**base, "unique_id": f"{uid}_set_{s.key}", "entity_category": "config",
-               "command_topic": set_topic(s.key)}
-        if s.kind == "select":
-            cfg["options"] = [label for label, _ in s.options]
-            cfg["value_template"] = _select_template(s)
-            out.append(Component(f"set_{s.key}", "select", cfg))
-        else:
-            cfg.update({"min": s.minimum, "max": s.maximum, "step": s.step, "mode": "box",
-                        "value_template": f"{{{{ {_get(s.key)} }}}}"})
-            if s.unit:
-                cfg["unit_of_measurement"] = s.unit
-            out.append(Component(f"set_{s.key}", "number", cfg))
-    if allow_writes:
-        for c in s4k.COMMANDS:
-            cfg = {"name": c.name, "unique_id": f"{uid}_{c.key}", "entity_category": "config",
-                   "command_topic": set_topic(c.key), "payload_press": "PRESS"}
-            if c.icon:
-                cfg["icon"] = c.icon
-            out.append(Component(c.key, "button", cfg))
-    return out
-
-
-def meter_components(name: str, unique_prefix: str, valid_keys: Iterable[str],
-                     system_type: int, allow_writes: bool,
-                     topics: Topics) -> dict[str, Component]:
-    """Every entity of one meter, keyed by state key (stable order: the vocabulary's)."""
-    uid = f"{unique_prefix}_{name}"
-    valid = set(valid_keys) | set(BRIDGE_DIAGNOSTICS)
-    comps: dict[str, Component] = {}
-    for q in QUANTITIES:
-        if q.key in valid:
-            comps[q.key] = Component(q.key, "sensor", sensor_config(q, f"{uid}_{q.key}"))
-    for bit in alarm_bits_for(system_type):
-        comps[bit.key] = Component(bit.key, "binary_sensor", {
-            "name": bit.name, "unique_id": f"{uid}_{bit.key}", "device_class": "problem",
-            "entity_category": "diagnostic",
-            "value_template": f"{{{{ 'ON' if '{bit.key}' in value_json.get('alarms', []) "
-                              "else 'OFF' }}",
-        })
-    for c in setting_components(uid, lambda key: topics.set(name, key), allow_writes):
-        comps[c.key] = c
-    return comps
-
-
-def pulse_components(name: str, unique_prefix: str, topics: Topics,
+def pulse_components(name: str, naming: Naming, topics: Topics,
                      linked: bool) -> dict[str, Component]:
     """Energy, power and pulse count of a GPIO pulse input (its own state topic and
     availability, so they stay available when the Modbus side is not)."""
-    uid = f"{unique_prefix}_{name}"
+    uid = naming.node_id(name)
     rows: list[tuple[str, Quantity, str, bool]] = [
         ("energy_kwh", BY_KEY["energy_kwh"], "Pulse energy", False),
         ("power_w", BY_KEY["power_w"], "Pulse power", False),
@@ -161,7 +59,7 @@ def pulse_components(name: str, unique_prefix: str, topics: Topics,
     for key, q, label, diagnostic in rows:
         cfg = sensor_config(q, f"{uid}_{key}")
         cfg.update({"name": label, "state_topic": topics.state(name),
-                    "value_template": f"{{{{ {_get(key)} }}}}",
+                    "value_template": f"{{{{ {value_of(key)} }}}}",
                     "availability": [{"topic": topics.bridge_availability},
                                      {"topic": topics.availability(name)}]})
         if diagnostic:
@@ -172,11 +70,11 @@ def pulse_components(name: str, unique_prefix: str, topics: Topics,
     return comps
 
 
-def alarm_components(name: str, unique_prefix: str, topics: Topics,
+def alarm_components(name: str, naming: Naming, topics: Topics,
                      linked: bool) -> dict[str, Component]:
     """The meter's alarm contact as a problem sensor (and, when linked to a meter on the bus,
     whether the contact agrees with the meter's phase-loss bits)."""
-    uid = f"{unique_prefix}_{name}"
+    uid = naming.node_id(name)
     avail = [{"topic": topics.bridge_availability}, {"topic": topics.availability(name)}]
     comps = {f"{name}_problem": Component(f"{name}_problem", "binary_sensor", {
         "name": "Alarm contact", "unique_id": f"{uid}_problem", "device_class": "problem",

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bridge.config import BusConfig
+
 # ---------------------------------------------------------------------------------------------
 # Links and timing
 
@@ -41,6 +43,16 @@ class TcpLink:
 
 
 Link = SerialLink | TcpLink
+
+
+def link_for(bus: BusConfig) -> Link:
+    """Where a configured bus is."""
+    if bus.transport == "rtu":
+        assert bus.device is not None
+        return SerialLink(bus.device, bus.baudrate, bus.parity, bus.stopbits)
+    assert bus.host is not None
+    return TcpLink(bus.host, bus.port, rtu=bus.transport == "rtu_over_tcp",
+                   baudrate=bus.baudrate, parity=bus.parity, stopbits=bus.stopbits)
 
 
 def char_bits(parity: str, stopbits: int, bytesize: int = 8) -> int:

@@ -1,7 +1,8 @@
 """Read a meter: identity, set-up, measurements (async, over a :class:`BusClient`).
 
-Used by ``bridge read`` and ``bridge scan`` and by the poller, so that a person checking a meter
-by hand sees exactly what the service would publish.
+The one place that turns Modbus reads into a meter's picture: ``read`` and ``scan`` use it
+directly, the poller and the command path through :func:`read_setup` and :func:`decode_answers`,
+so a person checking a meter by hand sees exactly what the service publishes.
 """
 
 from __future__ import annotations
@@ -10,56 +11,47 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bridge.errors import ModbusExceptionReply, ModbusTimeout
-from bridge.meters.series4000 import points as s4k
-from bridge.meters.series4000.setup import (
-    CONFIG_COUNT,
-    CONFIG_START,
-    MeterSetup,
-    Number,
-    StateValue,
-    decode_setup,
-    measurement_plan,
-    reported_uncertain,
-    state_values,
-    valid_state_keys,
-)
-from bridge.meters.series4000.validity import is_number
+from bridge.meters.profile import Identity, MeterProfile, MeterSetup, meter_state
 from bridge.modbus.client import BusClient
 from bridge.model import codec
-from bridge.model.registers import ReadBlock
+from bridge.model.registers import DataType, ReadBlock
+from bridge.model.values import Number, StateValue
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
-    vendor: str | None = None
-    product: str | None = None
-    firmware: str | None = None
-
-
-async def read_identity(bus: BusClient, unit: int) -> Identity:
-    """Function 0x2B (vendor, product, revision); register 7001 if the meter refuses 0x2B."""
+async def read_identity(bus: BusClient, unit: int, profile: MeterProfile) -> Identity:
+    """Function 0x2B (vendor, product, revision); the firmware register if the meter refuses
+    0x2B."""
     try:
-        info = await bus.read_device_identification(unit)
-        return Identity(info.get(0), info.get(1), info.get(2))
+        return profile.identity(await bus.read_device_identification(unit))
     except ModbusExceptionReply:
         pass
-    words = await bus.read_registers(unit, s4k.REG_FIRMWARE - 1, 1)
-    return Identity(s4k.MANUFACTURER, None, s4k.firmware_label(words[0]))
+    words = await bus.read_registers(unit, profile.firmware_register - 1, 1)
+    return profile.identity_from_firmware(words[0])
 
 
-async def read_setup(bus: BusClient, unit: int) -> MeterSetup:
-    words = await bus.read_registers(unit, CONFIG_START - 1, CONFIG_COUNT)
-    return decode_setup(words)
+async def read_setup(bus: BusClient, unit: int, profile: MeterProfile,
+                     retries: int | None = None) -> MeterSetup:
+    """The configuration block, decoded: the one read of a meter's set-up."""
+    block = profile.config_block
+    words = await bus.read_registers(unit, block.address, block.count, retries=retries)
+    return profile.decode_setup(words)
+
+
+def decode_answers(answers: Sequence[tuple[ReadBlock, Sequence[int]]],
+                   scales: Mapping[int, int]) -> dict[str, Number | None]:
+    """The words of several read blocks -> values by state key (the first block wins)."""
+    values: dict[str, Number | None] = {}
+    for block, words in answers:
+        for key, value in codec.values_by_key(codec.decode_block(block, words, scales)).items():
+            values.setdefault(key, value)
+    return values
 
 
 async def read_blocks(bus: BusClient, unit: int, blocks: Sequence[ReadBlock],
                       scales: Mapping[int, int]) -> dict[str, Number | None]:
-    values: dict[str, Number | None] = {}
-    for block in blocks:
-        words = await bus.read_registers(unit, block.address, block.count)
-        for key, value in state_values(codec.decode_block(block, words, scales)).items():
-            values.setdefault(key, value)
-    return values
+    answers = [(block, await bus.read_registers(unit, block.address, block.count))
+               for block in blocks]
+    return decode_answers(answers, scales)
 
 
 @dataclass(slots=True)
@@ -72,43 +64,37 @@ class Reading:
     state: dict[str, StateValue] = field(default_factory=dict)
 
 
-def build_state(setup: MeterSetup, values: Mapping[str, Number | None],
-                valid: frozenset[str]) -> dict[str, StateValue]:
-    """The state object: valid measurements that are numbers, settings, status, alarms."""
-    state: dict[str, StateValue] = {k: v for k, v in values.items()
-                                    if k in valid and v is not None and is_number(v)}
-    state.update(setup.settings)
-    state.update(setup.status)
-    state["alarms"] = setup.alarms
-    return state
-
-
-async def read_once(bus: BusClient, unit: int) -> Reading:
+async def read_once(bus: BusClient, unit: int, profile: MeterProfile) -> Reading:
     """One complete reading of one meter, as ``bridge read`` shows it."""
-    identity = await read_identity(bus, unit)
-    setup = await read_setup(bus, unit)
-    blocks = measurement_plan(setup.system_type, include_uncertain=True)
+    identity = await read_identity(bus, unit, profile)
+    setup = await read_setup(bus, unit, profile)
+    blocks = profile.measurement_plan(setup.system_type, include_uncertain=True)
     values = await read_blocks(bus, unit, blocks, setup.scales)
-    valid = valid_state_keys(setup.system_type, reported_uncertain(values, setup.system_type))
-    reading = Reading(unit, identity, setup, values, valid)
-    reading.state = build_state(setup, values, valid)
-    return reading
+    valid = profile.valid_keys(setup.system_type,
+                               profile.reported_uncertain(values, setup.system_type))
+    return Reading(unit, identity, setup, values, valid, meter_state(setup, values, valid))
 
 
-async def probe(bus: BusClient, unit: int) -> Identity | None:
-    """Whether a Series 4000 answers at ``unit`` (for scanning); None if nobody answers."""
+#: Energy totals above this are not a Series 4000-class float map (a different device answered).
+_PLAUSIBLE_ENERGY_KWH = 1e10
+
+
+async def probe(bus: BusClient, unit: int, profile: MeterProfile) -> Identity | None:
+    """Whether a meter of the profile answers at ``unit`` (for scanning); None if nobody
+    answers."""
     try:
-        identity = await read_identity(bus, unit)
+        identity = await read_identity(bus, unit, profile)
     except ModbusTimeout:
         return None
     except ModbusExceptionReply:
         return Identity()
-    # Plausibility: the float block must decode (a different device would answer otherwise).
+    # Plausibility: the first float of the measurement plan must decode as an energy total.
+    first = profile.measurement_plan(40)[0]
     try:
-        words = await bus.read_registers(unit, 256, 10)
+        words = await bus.read_registers(unit, first.address, 2)
     except (ModbusTimeout, ModbusExceptionReply):
         return identity
-    energy = codec.decode_raw(s4k.FLOAT_BLOCK[0].dtype, words[0:2])
-    if energy is not None and not 0 <= energy < 1e10:
+    energy = codec.decode_raw(DataType.FLOAT32, words[0:2])
+    if energy is not None and not 0 <= energy < _PLAUSIBLE_ENERGY_KWH:
         return Identity(identity.vendor, "not a Series 4000 float map", identity.firmware)
     return identity

@@ -14,16 +14,18 @@ from collections.abc import Mapping, Sequence
 from typing import cast
 
 from bridge.errors import DecodeError
+from bridge.model.quantities import BY_KEY
 from bridge.model.registers import DataType, ReadBlock, Register, WordOrder
 
 QNAN16 = 0x8000
 QNAN_FLOAT_WORDS = (0x7FC0, 0x0000)
 #: How a 32-bit integer accumulator signals QNAN is undocumented; the bridge treats the 16-bit
 #: QNAN in the high word with a zero low word as QNAN (the simulator does the same). The bridge
-#: publishes accumulators from the float block, so this only affects ``read --integers``.
+#: publishes accumulators from the float block, so this only matters to the simulator's image.
 QNAN32 = 0x80000000
 
 Value = int | float
+Number = Value
 
 
 def _pair(words: Sequence[int], order: WordOrder) -> tuple[int, int]:
@@ -82,13 +84,6 @@ def decode_raw(dtype: DataType, words: Sequence[int],
     return f if math.isfinite(f) else None
 
 
-def _power_of_ten(factor: float) -> int:
-    exp = round(math.log10(factor))
-    if not math.isclose(10.0**exp, factor, rel_tol=1e-12):
-        raise ValueError(f"factor {factor} is not a power of ten")
-    return exp
-
-
 def scale(raw: int, exponent: int) -> Value:
     """``raw * 10**exponent``, correctly rounded (1234, -2 -> 12.34, not 12.340000000000002)."""
     if exponent >= 0:
@@ -105,7 +100,7 @@ def decode(row: Register, words: Sequence[int], scales: Mapping[int, int]) -> Va
     raw = decode_raw(row.dtype, words, row.word_order)
     if raw is None:
         return None
-    exponent = _power_of_ten(row.factor) if row.factor != 1.0 else 0
+    exponent = row.exponent
     if row.dtype is DataType.FLOAT32:
         return float_value(float(raw), exponent)
     assert isinstance(raw, int)
@@ -189,10 +184,22 @@ def encode(row: Register, value: Value | None, scales: Mapping[int, int]) -> lis
     """
     if value is None:
         return encode_raw(row.dtype, None, row.word_order)
-    exponent = _power_of_ten(row.factor) if row.factor != 1.0 else 0
+    exponent = row.exponent
     if row.dtype is DataType.FLOAT32:
         return encode_raw(row.dtype, value / 10.0**exponent, row.word_order)
     if row.scale_reg is not None:
         exponent += scales[row.scale_reg]
     raw = round(value * 10 ** (-exponent)) if exponent <= 0 else round(value / 10**exponent)
     return encode_raw(row.dtype, raw, row.word_order)
+
+
+def values_by_key(decoded: Mapping[Register, Number | None]) -> dict[str, Number | None]:
+    """Decoded rows -> values by state key (the first row wins if two feed one key)."""
+    out: dict[str, Number | None] = {}
+    for row, value in decoded.items():
+        if row.key and row.key not in out:
+            q = BY_KEY.get(row.key)
+            if q is not None and q.integer and isinstance(value, float) and value.is_integer():
+                value = int(value)
+            out[row.key] = value
+    return out

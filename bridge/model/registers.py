@@ -10,7 +10,7 @@ import functools
 import itertools
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 #: The Modbus limit for one read of holding registers (function 0x03).
@@ -41,6 +41,14 @@ class Access(Enum):
     W = "w"
 
 
+def power_of_ten(factor: float) -> int:
+    """The exponent ``e`` with ``10**e == factor``; ValueError for any other factor."""
+    exponent = round(math.log10(factor)) if factor > 0 else 0
+    if factor <= 0 or not math.isclose(10.0**exponent, factor, rel_tol=1e-12):
+        raise ValueError(f"factor {factor} is not a power of ten")
+    return exponent
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Register:
     """One point of a meter's map.
@@ -69,6 +77,11 @@ class Register:
     #: System types for which the sources do not say; valid there only if the meter reports a
     #: number (the meter is the authority).
     uncertain_types: frozenset[int] = frozenset()
+    #: ``factor`` as a power of ten, worked out and checked once when the row is made.
+    exponent: int = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "exponent", power_of_ten(self.factor))
 
     @property
     def address(self) -> int:
@@ -102,9 +115,8 @@ class ReadBlock:
         its factor, and whether it is a plain float32 (high word first), the fast path."""
         out = []
         for row in self.registers:
-            exponent = round(math.log10(row.factor))
             plain = row.dtype is DataType.FLOAT32 and row.word_order is WordOrder.HIGH_FIRST
-            out.append((row, 2 * (row.reg - self.start), exponent, plain))
+            out.append((row, 2 * (row.reg - self.start), row.exponent, plain))
         return tuple(out)
 
     @property

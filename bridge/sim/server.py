@@ -28,7 +28,6 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from bridge.meters.series4000 import points as s4k
-from bridge.modbus.client import SlaveIdResponse
 from bridge.model.registers import Access
 from bridge.sim import model as sim_model
 from bridge.sim.model import SimulatedMeter
@@ -43,14 +42,32 @@ def _meter_of(context: Any, device_id: int) -> SimulatedMeter | None:
     return meter if isinstance(meter, SimulatedMeter) else None
 
 
+class _SlaveIdAnswer(ModbusPDU):
+    """The meter's answer to Report Slave ID (0x11): byte count, slave id, run status, text."""
+
+    function_code = 0x11
+    rtu_byte_count_pos = 2
+
+    def __init__(self, text: bytes = b"", dev_id: int = 1, transaction_id: int = 0) -> None:
+        super().__init__(transaction_id=transaction_id, dev_id=dev_id)
+        self.text = text
+
+    def encode(self) -> bytes:
+        body = bytes([sim_model.SLAVE_ID, 0xFF]) + self.text  # 0xFF: the application runs
+        return bytes([len(body)]) + body
+
+    def decode(self, data: bytes) -> None:
+        self.text = bytes(data[3:data[0] + 1])
+
+
 class _SlaveIdRequest(ReportDeviceIdRequest):
     async def datastore_update(  # type: ignore[override]  # None = stay silent
             self, context: Any, device_id: int) -> ModbusPDU | None:
         meter = _meter_of(context, device_id)
         if meter is None or not meter.alive:
             return None
-        return SlaveIdResponse(sim_model.SLAVE_ID, True, sim_model.SLAVE_ID_TEXT.encode(),
-                               dev_id=device_id, transaction_id=self.transaction_id)
+        return _SlaveIdAnswer(sim_model.SLAVE_ID_TEXT.encode(), dev_id=device_id,
+                              transaction_id=self.transaction_id)
 
 
 class _DeviceInfoRequest(ReadDeviceInformationRequest):

@@ -13,7 +13,7 @@ import asyncio
 import signal
 import sys
 
-from bridge.cli.main import parse_units
+from bridge.cli.args import parse_units
 from bridge.sim.server import Simulator
 from tests.faults.proxy import FaultPlan, FaultProxy
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bridge.core.poller import AVAILABILITY_MIN_INTERVAL_S
+from bridge.core.availability import AVAILABILITY_MIN_INTERVAL_S
 from bridge.sim.broker import Broker
 from tests.mqtt_helpers import recorder
 from tests.service_helpers import bridge_config, running, tcp_bus, total_polls
@@ -61,7 +61,7 @@ async def test_one_dead_meter_of_ten_costs_the_others_little(broker: Broker, sim
 
 async def test_a_flapping_meter_is_rate_limited_and_logged_once(
         broker: Broker, sim_factory: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="bridge.core.poller")
+    caplog.set_level(logging.DEBUG, logger="bridge.core.availability")
     sim = sim_factory([1, 2], 40)
     _, port = await sim.serve_tcp()
     meters = [{"name": f"m{u}", "unit": u, "poll_interval": 0.2} for u in (1, 2)]
@@ -83,7 +83,7 @@ async def test_a_flapping_meter_is_rate_limited_and_logged_once(
         await rec.wait_for(lambda r: r.last("series4000/m2/availability").payload == "online"
                            and rt.online, AVAILABILITY_MIN_INTERVAL_S + 5, "m2 back online")
         m1_changes = [m for m in rec.on("series4000/m1/availability") if m.at >= t0]
-    transitions = [r for r in caplog.records if r.name == "bridge.core.poller"
+    transitions = [r for r in caplog.records if r.name == "bridge.core.availability"
                    and r.levelno >= logging.INFO and "m2" in r.getMessage()]
     flap_lines = [r for r in transitions if "keeps going online and offline" in r.getMessage()]
     print(f"\nflapping: {flips} flips in 14 s -> {len(changes)} availability messages, "

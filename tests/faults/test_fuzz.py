@@ -23,16 +23,13 @@ from hypothesis import strategies as st
 from bridge.config import Config, load_config, parse_config
 from bridge.core.runtime import MeterRuntime, apply_setup, ingest, state_of
 from bridge.errors import ConfigError, DecodeError, ModbusError
+from bridge.meters.series4000 import PROFILE
 from bridge.meters.series4000 import points as s4k
-from bridge.meters.series4000.setup import (
-    CONFIG_COUNT,
-    decode_setup,
-    measurement_plan,
-    state_values,
-)
+from bridge.meters.series4000.setup import decode_setup, measurement_plan
 from bridge.modbus.client import BusClient
 from bridge.modbus.links import TcpLink
 from bridge.model.codec import decode_block
+from bridge.model.codec import values_by_key as state_values
 from tests import rtu
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,6 +124,7 @@ def test_random_bytes_as_a_config_file(tmp_path: Path, raw: bytes) -> None:
 # -- register words from a meter --------------------------------------------------------------
 
 WORD = st.integers(0, 0xFFFF)
+CONFIG_COUNT = PROFILE.config_block.count
 METER_CFG = parse_config({"mqtt": {"host": "127.0.0.1"}, "buses": [
     {"name": "b", "transport": "tcp", "host": "127.0.0.1", "meters": [{"name": "m", "unit": 1}]}]},
     env={}).buses[0].meters[0]
@@ -151,7 +149,7 @@ def test_any_register_words_give_valid_finite_values_or_an_error(
     except DecodeError:
         return
     assert setup.system_type in SYSTEM_TYPES
-    rt = MeterRuntime(METER_CFG, "m")
+    rt = MeterRuntime(METER_CFG, "m", PROFILE)
     apply_setup(rt, setup)
     for plan in (measurement_plan(setup.system_type, (), include_uncertain=True),
                  rt.full_blocks):
@@ -162,7 +160,7 @@ def test_any_register_words_give_valid_finite_values_or_an_error(
                                                          setup.scales)))
         except DecodeError:
             continue
-        ingest(rt, decoded, 0.0, full=True)
+        ingest(rt, decoded, full=True)
     state = state_of(rt)
     measured = {k for k in state if k in MEASUREMENT_KEYS}
     # Only quantities valid for the wiring, and only finite numbers.

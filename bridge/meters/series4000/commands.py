@@ -12,34 +12,13 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
+from bridge.meters.profile import MeterSetup, Rejection, Setting, Write
 from bridge.meters.series4000 import points as s4k
-from bridge.meters.series4000.setup import MeterSetup, StateValue
 
 MAX_PAYLOAD_BYTES = 64
 _DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$", re.ASCII)
-
-
-@dataclass(frozen=True, slots=True)
-class Write:
-    """Write ``value`` to register ``reg`` (holding register, function 0x06)."""
-
-    setting: str
-    requested: str
-    reg: int
-    value: int
-    #: The engineering value, as the state will show it when the meter takes it.
-    shown: StateValue
-    is_button: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    setting: str
-    requested: str
-    error: str
 
 
 def _text(payload: bytes) -> str | None:
@@ -95,7 +74,7 @@ def parse_command(key: str, payload: bytes, setup: MeterSetup | None,
             if wait > 0:
                 return reject(f"the meter ignores demand commands sent less than "
                               f"{command.min_interval_s:.0f} s apart; try again in {wait:.0f} s")
-        return Write(key, requested, s4k.REG_COMMAND, command.value, "PRESS", is_button=True)
+        return Write(key, requested, s4k.REG_COMMAND, command.value, is_button=True)
     setting = s4k.SETTINGS_BY_KEY[key]
     if setup is None:
         return reject("the meter's set-up has not been read yet; try again shortly")
@@ -104,7 +83,7 @@ def parse_command(key: str, payload: bytes, setup: MeterSetup | None,
     return _number(setting, text, requested, setup)
 
 
-def _select(setting: s4k.Setting, text: str, requested: str,
+def _select(setting: Setting, text: str, requested: str,
             setup: MeterSetup) -> Write | Rejection:
     chosen: tuple[str, int] | None = None
     for label, code in setting.options:
@@ -114,7 +93,7 @@ def _select(setting: s4k.Setting, text: str, requested: str,
     if chosen is None:
         options = ", ".join(f"{label!r}" for label, _ in setting.options)
         return Rejection(setting.key, requested, f"must be one of {options}")
-    label, code = chosen
+    _, code = chosen
     if setting.key == "pulse_wh":
         max_power = setup.status.get("max_power_w")
         if max_power is not None and not s4k.pulse_weight_can_keep_up(code, max_power):
@@ -124,11 +103,10 @@ def _select(setting: s4k.Setting, text: str, requested: str,
             return Rejection(setting.key, requested,
                              f"{code} Wh per pulse cannot follow the theoretical maximum power "
                              f"of {max_power / 1000:g} kW{hint}")
-    shown: StateValue = code if setting.key in ("system_type", "pulse_wh") else label
-    return Write(setting.key, requested, setting.reg, code, shown)
+    return Write(setting.key, requested, setting.reg, code)
 
 
-def _number(setting: s4k.Setting, text: str, requested: str,
+def _number(setting: Setting, text: str, requested: str,
             setup: MeterSetup) -> Write | Rejection:
     def reject(error: str) -> Rejection:
         return Rejection(setting.key, requested, error)
@@ -163,10 +141,8 @@ def _number(setting: s4k.Setting, text: str, requested: str,
                     "the system voltage"
                 return reject(f"system voltage / PT ratio = {secondary:.1f} V; the meter "
                               f"needs {lo_v:g}..{hi_v:g} V (change {first} first)")
-    shown: StateValue = int(number) if number == number.to_integral_value() and \
-        setting.factor == 1.0 else float(number)
-    return Write(setting.key, requested, setting.reg, raw, shown)
+    return Write(setting.key, requested, setting.reg, raw)
 
 
-def _as_float(value: StateValue | None) -> float:
+def _as_float(value: object) -> float:
     return float(value) if isinstance(value, (int, float)) else math.nan

@@ -13,9 +13,10 @@ simulator, for ``read --integers`` and for cross-checks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from bridge.model.registers import Access, DataType, Register
+from bridge.meters.profile import AlarmBit, Command, Setting
+from bridge.model.registers import Access, DataType, ReadBlock, Register
 
 ALL_TYPES = frozenset({10, 11, 12, 31, 40})
 
@@ -235,10 +236,10 @@ def _c(reg: int, id_: str, name: str, dtype: DataType = _U16, access: Access = A
 REG_COMMAND = 129
 REG_SYSTEM_TYPE = 130
 REG_MAX_POWER = 135
-REG_PULSE_WH = 144
 REG_PULSE_CLOSURE = 145
 REG_ALARMS = 146
 REG_ENERGY_RESETS = 147
+REG_POWER_UPS = 152
 REG_FIRMWARE = 7001
 
 CONFIG_BLOCK: tuple[Register, ...] = (
@@ -285,21 +286,12 @@ BY_REG: dict[int, Register] = {r.reg: r for r in ALL_REGISTERS}
 
 #: The rows the measurement sweep reads: every keyed row of the float block.
 MEASUREMENT_ROWS: tuple[Register, ...] = tuple(r for r in FLOAT_BLOCK if r.key)
-#: The configuration block is read as one request of 26 registers.
-CONFIG_ROWS: tuple[Register, ...] = CONFIG_BLOCK
+#: The configuration block is read as one request (129-154).
+CONFIG_READ = ReadBlock(CONFIG_BLOCK[0].reg, CONFIG_BLOCK[-1].last_reg - CONFIG_BLOCK[0].reg + 1,
+                        CONFIG_BLOCK)
 
 # ---------------------------------------------------------------------------------------------
 # Diagnostic alert bitmap (register 146)
-
-
-@dataclass(frozen=True, slots=True)
-class AlarmBit:
-    bit: int
-    key: str
-    name: str
-    #: Which phase set decides whether the bit applies: "voltage", "ct" or None (always).
-    phase_set: str | None = None
-    phase: str | None = None
 
 
 ALARM_BITS: tuple[AlarmBit, ...] = (
@@ -326,47 +318,10 @@ PHASE_LOSS_MASK = 0b111 << 8
 # Settings and commands (register 129)
 
 
-@dataclass(frozen=True, slots=True)
-class Setting:
-    """A writable set-up register exposed as a Home Assistant control."""
-
-    key: str
-    reg: int
-    name: str
-    kind: str  # "number" | "select"
-    minimum: float = 0
-    maximum: float = 0
-    step: float = 1
-    unit: str | None = None
-    #: For selects: label -> register value, in display order.
-    options: tuple[tuple[str, int], ...] = ()
-    #: Register value = engineering value / factor (PT ratio is stored x100).
-    factor: float = 1.0
-    #: Values inside [minimum, maximum] that the meter still refuses.
-    excluded: tuple[tuple[float, float], ...] = ()
-    icon: str | None = None
-    #: Writing it changes the valid quantity set (the system type).
-    changes_validity: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Command:
-    """A button: one value written to the command register 129."""
-
-    key: str
-    name: str
-    value: int
-    icon: str | None = None
-    #: The meter ignores demand commands sent less than 10 s apart.
-    min_interval_s: float = 0.0
-    #: State keys the command legitimately lowers (so the bridge publishes the drop).
-    resets: tuple[str, ...] = field(default=())
-
-
 SETTINGS: tuple[Setting, ...] = (
     Setting("system_type", 130, "System type", "select",
             options=tuple((t.label, t.code) for t in SYSTEM_TYPES.values()),
-            icon="mdi:sine-wave", changes_validity=True),
+            icon="mdi:sine-wave", changes_validity=True, numeric_state=True),
     Setting("ct_primary_a", 131, "CT primary current", "number", 1, 32000, 1, "A",
             icon="mdi:current-ac"),
     Setting("ct_output", 132, "CT output", "select", options=(("1V", 1), ("0.333V", 3)),
@@ -377,7 +332,7 @@ SETTINGS: tuple[Setting, ...] = (
             icon="mdi:flash-triangle"),
     Setting("pulse_wh", 144, "Energy per pulse", "select",
             options=(("10", 10), ("100", 100), ("1000", 1000), ("10000", 10000)),
-            icon="mdi:pulse"),
+            icon="mdi:pulse", numeric_state=True),
     Setting("demand_subintervals", 149, "Demand sub-intervals", "number", 1, 6, 1, None,
             icon="mdi:chart-timeline"),
     Setting("demand_subinterval_s", 150, "Demand sub-interval length", "number", 0, 32767, 1,

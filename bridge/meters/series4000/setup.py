@@ -1,74 +1,61 @@
-"""From register words to a meter's set-up and state (pure).
+"""From register words to a Series 4000's set-up, and what to read for it (pure).
 
-``decode_setup`` turns the 26 words of the configuration block (129-154) into a
-:class:`MeterSetup`: the system type, the scale factors, the settings in the units and labels of
-the state contract, and the status registers. ``measurement_plan`` says what to read for a
-set-up; ``state_values`` turns what was read into state keys.
+``decode_setup`` turns the words of the configuration block (129-154) into a
+:class:`~bridge.meters.profile.MeterSetup`: the system type, the scale factors, the settings in the
+units and labels of the state contract, the status registers and the active alarms.
+``measurement_plan`` says what to read for a set-up.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 
 from bridge.errors import DecodeError
+from bridge.meters.profile import MeterSetup, Setting
 from bridge.meters.series4000 import points as s4k
-from bridge.meters.series4000.validity import active_alarms, uncertain_keys, valid_keys, valid_rows
+from bridge.meters.series4000.validity import (
+    active_alarms,
+    uncertain_keys,
+    valid_keys,
+    valid_rows,
+)
 from bridge.model import codec
-from bridge.model.quantities import BY_KEY
-from bridge.model.registers import ReadBlock, Register, plan_reads
+from bridge.model.registers import ReadBlock, Register, plan_reads, power_of_ten
+from bridge.model.values import Number, StateValue
 
-CONFIG_START = 129
-CONFIG_COUNT = 26
+__all__ = ["MeterSetup", "decode_setup", "measurement_plan"]
 
-Number = int | float
-StateValue = Number | str | list[str]
-
-
-@dataclass(frozen=True, slots=True)
-class MeterSetup:
-    system_type: int
-    scales: Mapping[int, int]
-    #: Settings as published: numbers, or option labels for selects (``ct_output``: ``"1V"``).
-    settings: Mapping[str, StateValue]
-    #: Status values as published (``max_power_w``, ``pulse_closure_ms``, ...).
-    status: Mapping[str, Number]
-    alarm_bitmap: int
-    raw: Mapping[int, int] = field(default_factory=dict)
-
-    @property
-    def alarms(self) -> list[str]:
-        return active_alarms(self.alarm_bitmap, self.system_type)
-
-    def setting_raw(self, key: str) -> int:
-        return self.raw[s4k.SETTINGS_BY_KEY[key].reg]
+#: Status registers published under their own state keys (counts and times, not scaled).
+_STATUS_COUNTS = ((s4k.REG_PULSE_CLOSURE, "pulse_closure_ms"),
+                  (s4k.REG_ENERGY_RESETS, "energy_reset_count"),
+                  (s4k.REG_POWER_UPS, "power_up_count"))
 
 
-def label_for(setting: s4k.Setting, raw: int) -> StateValue:
+def label_for(setting: Setting, raw: int) -> StateValue:
     """The published form of a setting's register value."""
     if setting.kind == "select":
-        if setting.key in ("system_type", "pulse_wh"):
-            return raw  # numbers in the state; the select's template shows the label
+        if setting.numeric_state:
+            return raw  # a number in the state; the select's template shows the label
         for label, value in setting.options:
             if value == raw:
                 return label
         return raw
     if setting.factor != 1.0:
-        return codec.scale(raw, round(math.log10(setting.factor)))
+        return codec.scale(raw, power_of_ten(setting.factor))
     return raw
 
 
 def decode_setup(words: Sequence[int]) -> MeterSetup:
     """Decode the configuration block 129-154."""
-    if len(words) != CONFIG_COUNT:
-        raise DecodeError(f"configuration block: expected {CONFIG_COUNT} registers, "
+    block = s4k.CONFIG_READ
+    if len(words) != block.count:
+        raise DecodeError(f"configuration block: expected {block.count} registers, "
                           f"got {len(words)}")
-    raw = {CONFIG_START + i: w for i, w in enumerate(words)}
+    raw = {block.start + i: w for i, w in enumerate(words)}
     system_type = raw[s4k.REG_SYSTEM_TYPE]
     if system_type not in s4k.SYSTEM_TYPES:
-        raise DecodeError(f"register 130 holds {system_type}, not a system type "
-                          f"({', '.join(map(str, s4k.SYSTEM_TYPES))})")
+        raise DecodeError(f"register {s4k.REG_SYSTEM_TYPE} holds {system_type}, not a system "
+                          f"type ({', '.join(map(str, s4k.SYSTEM_TYPES))})")
     scales: dict[int, int] = {}
     for reg in (s4k.SCALE_I, s4k.SCALE_V, s4k.SCALE_W, s4k.SCALE_E):
         value = codec.decode_raw(s4k.BY_REG[reg].dtype, [raw[reg]])
@@ -76,20 +63,23 @@ def decode_setup(words: Sequence[int]) -> MeterSetup:
             raise DecodeError(f"scale register {reg} holds {value}, outside -4..4")
         scales[reg] = int(value)
     settings: dict[str, StateValue] = {}
+    raw_settings: dict[str, int] = {}
     for setting in s4k.SETTINGS:
         value = raw[setting.reg]
         if value == codec.QNAN16:
             continue  # e.g. CT output mode on rope-CT variants
         settings[setting.key] = label_for(setting, value)
+        raw_settings[setting.key] = value
     status: dict[str, Number] = {}
     max_power = codec.decode(s4k.BY_REG[s4k.REG_MAX_POWER], [raw[s4k.REG_MAX_POWER]], scales)
     if max_power is not None:
         status["max_power_w"] = max_power
-    for reg, key in ((s4k.REG_PULSE_CLOSURE, "pulse_closure_ms"),
-                     (s4k.REG_ENERGY_RESETS, "energy_reset_count"), (152, "power_up_count")):
+    for reg, key in _STATUS_COUNTS:
         if raw[reg] != codec.QNAN16:
             status[key] = raw[reg]
-    return MeterSetup(system_type, scales, settings, status, raw[s4k.REG_ALARMS], raw)
+    bitmap = raw[s4k.REG_ALARMS]
+    return MeterSetup(system_type, scales, settings, status, bitmap, raw_settings,
+                      active_alarms(bitmap, system_type))
 
 
 def measurement_rows(system_type: int, reported: Iterable[str] = (),
@@ -112,18 +102,6 @@ def measurement_plan(system_type: int, reported: Iterable[str] = (),
                      rows: Sequence[Register] = s4k.MEASUREMENT_ROWS) -> tuple[ReadBlock, ...]:
     return plan_reads(measurement_rows(system_type, reported, rows, include_uncertain),
                       max_gap=max_gap)
-
-
-def state_values(decoded: Mapping[Register, Number | None]) -> dict[str, Number | None]:
-    """Decoded rows -> values by state key (the first row wins if two feed one key)."""
-    out: dict[str, Number | None] = {}
-    for row, value in decoded.items():
-        if row.key and row.key not in out:
-            q = BY_KEY.get(row.key)
-            if q is not None and q.integer and isinstance(value, float) and value.is_integer():
-                value = int(value)
-            out[row.key] = value
-    return out
 
 
 def reported_uncertain(values: Mapping[str, Number | None], system_type: int,

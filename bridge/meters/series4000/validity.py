@@ -1,4 +1,4 @@
-"""Which quantities are valid for a meter's wiring, and what may be published (pure).
+"""Which quantities and alarms are valid for a Series 4000's wiring (pure).
 
 Two sources decide validity: the point map's table (by system type, register 130) and the meter
 itself. A value the meter reports as QNAN is never a number, whatever the table says; a point the
@@ -8,15 +8,11 @@ the meter reports a number for it.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable
 
-from bridge.meters.series4000.points import ALARM_BITS, SYSTEM_TYPES, AlarmBit
-from bridge.model.quantities import BY_KEY
+from bridge.meters.profile import AlarmBit
+from bridge.meters.series4000.points import ALARM_BITS, SYSTEM_TYPES
 from bridge.model.registers import Register
-
-Number = int | float
 
 
 def valid_rows(rows: Iterable[Register], system_type: int,
@@ -53,50 +49,6 @@ def alarm_bits_for(system_type: int) -> tuple[AlarmBit, ...]:
     return tuple(out)
 
 
-def active_alarms(bitmap: int, system_type: int) -> list[str]:
+def active_alarms(bitmap: int, system_type: int) -> tuple[str, ...]:
     """Names of the active alarms of register 146, for the phases the system type uses."""
-    return [b.key for b in alarm_bits_for(system_type) if bitmap >> b.bit & 1]
-
-
-@dataclass(frozen=True, slots=True)
-class Dropped:
-    key: str
-    value: Number
-    floor: Number
-    reason: str
-
-
-def is_number(value: object) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))
-
-
-MONOTONIC = frozenset(q.key for q in BY_KEY.values() if q.monotonic)
-
-
-def sanitize(
-    values: Mapping[str, Number | None],
-    valid: frozenset[str],
-    floors: Mapping[str, Number],
-    resets: Collection[str] = (),
-) -> tuple[dict[str, Number], dict[str, Number], list[Dropped]]:
-    """Turn decoded values into publishable ones.
-
-    Keeps only valid keys with finite numbers; an accumulator lower than its last published
-    value (``floors``) is dropped and reported, unless the key is in ``resets`` (the bridge
-    knows the meter was reset). Returns the clean values, the new floors, and the drops.
-    """
-    clean: dict[str, Number] = {}
-    new_floors = dict(floors)
-    dropped: list[Dropped] = []
-    for key, value in values.items():
-        if key not in valid or value is None or not is_number(value):
-            continue
-        if key in MONOTONIC:
-            floor = floors.get(key)
-            if floor is not None and value < floor and key not in resets:
-                dropped.append(Dropped(key, value, floor, "lower than the last published total"))
-                continue
-            new_floors[key] = value
-        clean[key] = value
-    return clean, new_floors, dropped
+    return tuple(b.key for b in alarm_bits_for(system_type) if bitmap >> b.bit & 1)
