@@ -32,6 +32,7 @@ from bridge.addon.options import Broker, Mapped, to_config, translate, uses_serv
 from bridge.addon.supervisor import DEFAULT_URL, SupervisorError, fetch_mqtt_service
 from bridge.config import Config, parse_config
 from bridge.errors import ConfigError
+from bridge.files import write_atomic
 
 log = logging.getLogger("bridge.addon")
 
@@ -95,16 +96,7 @@ def check(mapped: Mapped) -> Config:
 
 def write_private(path: Path, text: str) -> None:
     """Write ``text`` readable by the owner only, replacing the file atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, text.encode("utf-8"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_atomic(path, text.encode("utf-8"), mode=0o600)
 
 
 def prepare(args: argparse.Namespace, env: dict[str, str]) -> tuple[Config, Path]:

@@ -20,12 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from bridge.files import write_atomic
 
 #: In the add-on, /tmp is a RAM disk (``tmpfs: true`` in config.yaml).
 DEFAULT_PATH = Path("/tmp/series4000-health.json")
@@ -36,9 +37,7 @@ MAX_DISCONNECTED_S = 600.0
 
 def write(path: Path, record: Mapping[str, Any]) -> None:
     """Replace the file atomically, so the checker never reads half a record."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(record, sort_keys=True).encode("utf-8"), mode=0o644)
 
 
 async def heartbeat(status: Callable[[], Mapping[str, Any]], path: Path, stop: asyncio.Event,

@@ -193,15 +193,13 @@ class PulseChannel(_Channel):
         self.announce(pulse_components(self.name, self.naming, self.topics,
                                        self.meter is not None))
         self.available(True)
-        counting = asyncio.create_task(self.input.run())
-        changed = asyncio.create_task(self._weight_changed.wait())
         try:
-            await asyncio.wait({counting, changed}, return_when=asyncio.FIRST_COMPLETED)
+            async with asyncio.TaskGroup() as counting:
+                # Cancelled, the input saves its total; failing, it ends the group.
+                counter = counting.create_task(self.input.run())
+                await self._weight_changed.wait()
+                counter.cancel()
         finally:
-            for task in (counting, changed):
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await counting  # saves the total; re-raises a failure of the input
             self.available(False)
             self.input = None
         log.info("pulse input %s: the meter's pulse weight changed", self.name)

@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 RETAINED_WINDOW_S = 2.0
 #: A failed task (a bug, not a meter's error: those are handled inside) starts again after this.
 RESTART_DELAY_S = 5.0
+#: How long after each connection the retained discovery messages are read back.
+DISCOVERY_READ_BACK_S = 5.0
+#: How often a discovery record that could not be written is tried again.
+RECORD_RETRY_S = 60.0
 
 
 async def supervise(name: str, run: Callable[[], Awaitable[None]],
@@ -68,17 +72,23 @@ class Service:
         self.topics = Topics(config.mqtt.base_topic, config.mqtt.discovery_prefix)
         self.naming = Naming(config.bridge_id)
         self.hub = Hub()
+        discovery_topics = ([self.topics.device_config("+")]
+                            if config.mqtt.discovery_mode == "device"
+                            else [self.topics.component_config("+", "+", "+")])
         self.link = MqttLink(
             config.mqtt, config.client_id, self.topics.bridge_availability,
             subscriptions=[self.topics.ha_status, self.topics.set_wildcard,
                            # Our own retained pulse totals, a fallback for a lost state file.
                            *(self.topics.state(p.name) for p in config.pulse_inputs)],
-            on_connect=self._on_connect, on_message=self._on_message)
+            on_connect=self._on_connect, on_message=self._on_message,
+            read_back=discovery_topics if config.mqtt.discovery else (),
+            read_back_s=DISCOVERY_READ_BACK_S)
         self.hub.publisher = self.link
         state_dir = Path(config.state_dir)
         self.announcer = Announcer(self.hub, self.topics, mode=config.mqtt.discovery_mode,
                                    enabled=config.mqtt.discovery,
-                                   store=state_dir / "discovery.json")
+                                   store=state_dir / "discovery.json",
+                                   own_prefix=self.naming.unique_prefix + "_")
         self.meter_devices = MeterDevices(self.announcer, self.topics, self.naming, profile)
         self.pollers: list[BusPoller] = []
         self.poller_of: dict[str, BusPoller] = {}
@@ -143,6 +153,9 @@ class Service:
             loop.call_later(RETAINED_WINDOW_S, channel.retained_window_closed)
 
     def _on_message(self, topic: str, payload: bytes, retain: bool) -> None:
+        if retain and topic.startswith(self.topics.prefix + "/") and topic.endswith("/config"):
+            self.announcer.reconcile(topic, payload)
+            return
         if retain and not topic.endswith("/availability"):
             for channel in self.pulse_channels:
                 if topic == self.topics.state(channel.name):
@@ -205,10 +218,16 @@ class Service:
                                              name=f"bus {p.cfg.name}") for p in self.pollers]
                 tasks += [workers.create_task(supervise(f"input {c.name}", c.run),
                                               name=f"input {c.name}") for c in self.channels]
+                tasks.append(workers.create_task(self._retry_record(), name="record"))
                 await stop.wait()
                 for task in tasks:
                     task.cancel()
             mqtt_done.set()
+
+    async def _retry_record(self) -> None:
+        while True:
+            await asyncio.sleep(RECORD_RETRY_S)
+            self.announcer.retry_record()
 
     def status(self) -> dict[str, Any]:
         return {

@@ -147,6 +147,7 @@ async def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     stop = asyncio.Event()
     install_stop_signals(stop)
     tasks: list[asyncio.Task[None]] = []
+    viewer: asyncio.Task[None] | None = None
     try:
         _, modbus_port = await sim.serve_tcp("127.0.0.1", 0)
         sim.start_clock()
@@ -157,8 +158,8 @@ async def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         print(f"broker {host}:{port} (connect Home Assistant's MQTT integration here), "
               f"simulated meters on Modbus TCP 127.0.0.1:{modbus_port}", file=out, flush=True)
         tasks.append(asyncio.create_task(service.run(stop)))
-        tasks.append(asyncio.create_task(watch(host, port, f"{config.mqtt.base_topic}/#",
-                                               view.on_message, stop, f"demo-view-{port}")))
+        viewer = asyncio.create_task(watch(host, port, f"{config.mqtt.base_topic}/#",
+                                           view.on_message, f"demo-view-{port}"))
         deadline = time.monotonic() + args.seconds if args.seconds else None
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
@@ -169,6 +170,8 @@ async def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         ok = view.complete()
     finally:
         stop.set()
+        if viewer is not None:
+            viewer.cancel()
         for task in tasks:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, 15)

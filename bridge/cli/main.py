@@ -1,4 +1,4 @@
-"""Command line: ``python -m bridge <verb>`` (DESIGN.md §4).
+"""Command line: ``python -m bridge <verb>`` (the verbs and exit codes the README lists).
 
 Exit codes: 0 success, 1 the meter or bus did not answer, 2 bad arguments or configuration.
 """

@@ -7,25 +7,24 @@ File format (version 1)::
 ``sha256`` is taken over the other fields as canonical JSON (sorted keys, no spaces), so a
 truncated, edited or bit-flipped file is detected rather than trusted.
 
-:func:`save` writes a temporary file in the same directory, fsyncs it, renames it over the old
-one and fsyncs the directory: after a crash the file holds either the old or the new total, never
-half of one. :func:`save_due` is the pure "at most every second" decision; the caller also saves at
-shutdown. :func:`load` never raises for a missing or corrupt file: it logs a warning naming the
-file and returns the problem, and the caller picks the start value with :func:`start_value`.
+:func:`save` replaces the file through :func:`bridge.files.write_atomic`: after a crash it holds
+either the old or the new total, never half of one. :func:`save_due` is the pure "at most every
+second" decision; the caller also saves at shutdown. :func:`load` never raises for a missing or
+corrupt file: it logs a warning naming the file and returns the problem, and the caller picks
+the start value with :func:`start_value`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from bridge.errors import StoreError
+from bridge.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -105,27 +104,9 @@ def load(path: Path) -> Loaded:
 
 def save(path: Path, total: StoredTotal) -> None:
     """Replace the file atomically and durably; StoreError names the file on failure."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    data = encode(total)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomic(path, encode(total), mode=0o644)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise StoreError(f"cannot save the pulse total to {path}: {exc.strerror or exc}") from exc
 
 

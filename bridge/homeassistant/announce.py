@@ -1,25 +1,27 @@
 """Keeps Home Assistant's entities in step with what the bridge publishes.
 
 Each device (a meter, or a pulse or alarm input of its own) is built from parts (the meter's
-entities, a linked pulse input's entities...). Every key ever announced for a device is kept in
-``state_dir/discovery.json``, so an entity that disappears (the system type changed, a setting
-became a control, a meter left the configuration) is removed in Home Assistant even across a
-restart of the bridge, and a retained message that Home Assistant reads later still carries the
-removal.
+entities, a linked pulse input's entities...). An entity that disappears (the system type
+changed, a setting became a control, a meter left the configuration) is removed in Home
+Assistant: the next discovery message carries a removal marker for it, once.
+
+What was announced before is known two ways. At every connection the bridge reads back the
+retained discovery messages the broker holds for its own devices (:meth:`Announcer.reconcile`,
+as Zigbee2MQTT does) and removes what it no longer has; the local record
+(:mod:`bridge.homeassistant.record`) covers a broker that lost its retained messages.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from bridge.homeassistant import discovery
 from bridge.homeassistant.discovery import DeviceInfo
 from bridge.homeassistant.entities import Component
+from bridge.homeassistant.record import DiscoveryRecord
 from bridge.model.topics import Topics
 from bridge.mqtt.hub import DISCOVERY, Hub
 
@@ -28,42 +30,22 @@ log = logging.getLogger(__name__)
 
 class Announcer:
     def __init__(self, hub: Hub, topics: Topics, *, mode: str = "device", enabled: bool = True,
-                 store: Path | None = None) -> None:
+                 store: Path | None = None, own_prefix: str | None = None) -> None:
         self.hub = hub
         self.topics = topics
         self.mode = mode
         self.enabled = enabled
-        self.store = store
-        self._announced: dict[str, dict[str, str]] = self._load()
+        self.record = DiscoveryRecord(store)
+        #: Node ids of this bridge start with this (see :mod:`bridge.model.naming`).
+        self.own_prefix = own_prefix
+        self._announced: dict[str, dict[str, str]] = self.record.load()
+        #: Node ids the configuration has (set by :meth:`forget_others`).
+        self._keep: set[str] | None = None
         self._devices: dict[str, tuple[DeviceInfo, list[str], str]] = {}
         self._parts: dict[str, dict[str, dict[str, Component]]] = {}
         #: Component topics already cleared (component mode), so removals are sent once.
         self._cleared: set[str] = set()
         self.announcements = 0
-
-    # -- persistence --------------------------------------------------------------------------
-
-    def _load(self) -> dict[str, dict[str, str]]:
-        if self.store is None or not self.store.exists():
-            return {}
-        try:
-            data = json.loads(self.store.read_text())
-            return {str(n): {str(k): str(p) for k, p in c.items()} for n, c in data.items()}
-        except (OSError, ValueError, AttributeError) as exc:
-            log.warning("%s is unreadable (%s); stale entities may need removing by hand",
-                        self.store, exc)
-            return {}
-
-    def _save(self) -> None:
-        if self.store is None:
-            return
-        self.store.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.store.parent, prefix=".discovery-")
-        with os.fdopen(fd, "w") as f:
-            json.dump(self._announced, f, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.store)
 
     # -- devices ------------------------------------------------------------------------------
 
@@ -111,11 +93,12 @@ class Announcer:
             if not sent:
                 return False
         self.announcements += 1
-        merged = dict(announced)
-        merged.update({k: c.platform for k, c in current.items()})
-        if merged != announced:
-            self._announced[node_id] = merged
-            self._save()
+        # The removal markers just sent stay in the retained message; later messages need not
+        # repeat them.
+        now_announced = {k: c.platform for k, c in current.items()}
+        if now_announced != announced or self.record.unsaved:
+            self._announced[node_id] = now_announced
+            self.record.save(self._announced)
         if removed:
             log.info("%s: removing %d entities from Home Assistant (%s)", node_id,
                      len(removed), ", ".join(sorted(removed)))
@@ -126,6 +109,7 @@ class Announcer:
         if not self.enabled:
             return []
         keep_set = set(keep)
+        self._keep = keep_set
         gone = [n for n in self._announced if n not in keep_set]
         for node_id in gone:
             if self.mode == "device":
@@ -137,8 +121,80 @@ class Announcer:
             del self._announced[node_id]
             log.info("removed device %s from Home Assistant (no longer configured)", node_id)
         if gone:
-            self._save()
+            self.record.save(self._announced)
         return gone
+
+    def retry_record(self) -> None:
+        """Write the local record again if an earlier write failed."""
+        if self.record.unsaved:
+            self.record.save(self._announced)
+
+    # -- what the broker holds ----------------------------------------------------------------
+
+    def reconcile(self, topic: str, payload: bytes) -> None:
+        """A retained discovery message read back from the broker: clear it if it is a device
+        of this bridge that the configuration no longer has, and remove in Home Assistant the
+        components of a current device that the bridge no longer has."""
+        if not self.enabled or not payload or self.own_prefix is None:
+            return
+        where = self._parse_config_topic(topic)
+        if where is None:
+            return
+        node_id, key, platform = where
+        if not node_id.startswith(self.own_prefix):
+            return
+        try:
+            config = json.loads(payload)
+        except ValueError:
+            return
+        if not isinstance(config, dict) or not self._is_ours(config):
+            return
+        if self._keep is not None and node_id not in self._keep:
+            self.hub.clear(topic)
+            self._announced.pop(node_id, None)
+            log.info("removed %s from Home Assistant (no longer configured)", topic)
+            return
+        held = self._held_components(config, key, platform)
+        current = self.components(node_id)
+        stale = {k: p for k, p in held.items() if k not in current}
+        if not stale:
+            return
+        known = self._announced.setdefault(node_id, {})
+        if all(k in known for k in stale):
+            return
+        known.update(stale)
+        if current:
+            self.announce(node_id)
+
+    def _parse_config_topic(self, topic: str) -> tuple[str, str | None, str | None] | None:
+        prefix = self.topics.prefix + "/"
+        if not topic.startswith(prefix) or not topic.endswith("/config"):
+            return None
+        parts = topic[len(prefix):].split("/")
+        if self.mode == "device" and len(parts) == 3 and parts[0] == "device":
+            return parts[1], None, None
+        if self.mode == "component" and len(parts) == 4:
+            return parts[1], parts[2], parts[0]
+        return None
+
+    def _is_ours(self, config: Mapping[str, object]) -> bool:
+        """Published by a bridge on this base topic (its availability is ours)."""
+        availability = config.get("availability")
+        topics = {a.get("topic") for a in availability if isinstance(a, dict)} \
+            if isinstance(availability, list) else set()
+        return self.topics.bridge_availability in topics
+
+    def _held_components(self, config: Mapping[str, object], key: str | None,
+                         platform: str | None) -> dict[str, str]:
+        """Component key -> platform of the entities a retained message still creates."""
+        if key is not None and platform is not None:
+            return {key: platform}
+        comps = config.get("components")
+        if not isinstance(comps, dict):
+            return {}
+        # A component given as its platform alone is a removal marker, not an entity.
+        return {str(k): str(c.get("platform")) for k, c in comps.items()
+                if isinstance(c, dict) and len(c) > 1 and c.get("platform")}
 
     def resend(self) -> int:
         """Send every device's discovery again (``bridge/set/resend_discovery``)."""

@@ -1,9 +1,9 @@
 """The vocabulary of published quantities: one row per state key.
 
-A state key is the contract between the bridge and its users (DESIGN.md §4): it names the
-quantity, its phase and its unit (``power_a_w``: real power, phase A, watts). Units are the ones
-Home Assistant expects for the device class, so a value can be published as read, without
-per-entity conversion in Home Assistant.
+A state key is the contract between the bridge and its users (the README's table of state keys):
+it names the quantity, its phase and its unit (``power_a_w``: real power, phase A, watts). Units
+are the ones Home Assistant expects for the device class, so a value can be published as read,
+without per-entity conversion in Home Assistant.
 """
 
 from __future__ import annotations

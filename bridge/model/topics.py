@@ -1,4 +1,4 @@
-"""MQTT topic names (DESIGN.md §4, a contract) and command-topic parsing (pure)."""
+"""MQTT topic names (a contract: the README's topic table) and command-topic parsing (pure)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,6 @@ class Topics:
     @property
     def bridge_availability(self) -> str:
         return f"{self.base}/{BRIDGE}/availability"
-
-    @property
-    def bridge_set_wildcard(self) -> str:
-        return f"{self.base}/{BRIDGE}/set/+"
 
     @property
     def set_wildcard(self) -> str:

@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 RECONNECT_MAX_S = 5.0
 #: Non-retained messages (command results) kept while disconnected; older ones are dropped.
 MAX_QUEUED = 1000
+#: Messages waiting to be sent while connected; past this the oldest are dropped (a broker that
+#: cannot keep up must not make the bridge grow without bound).
+MAX_SENDING = 20 * MAX_QUEUED
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,18 +47,22 @@ class MqttLink:
     def __init__(self, config: MqttConfig, client_id: str, will_topic: str,
                  subscriptions: Sequence[str],
                  on_connect: Callable[[], None],
-                 on_message: Callable[[str, bytes, bool], None]) -> None:
+                 on_message: Callable[[str, bytes, bool], None],
+                 read_back: Sequence[str] = (), read_back_s: float = 5.0) -> None:
         self.config = config
         self.client_id = client_id
         self.will_topic = will_topic
         self.subscriptions = list(subscriptions)
+        #: Subscribed for ``read_back_s`` after every connection only: the retained messages
+        #: the broker holds there are read once, then the subscription ends.
+        self.read_back = list(read_back)
+        self.read_back_s = read_back_s
         self.on_connect = on_connect
         self.on_message = on_message
         self.connected = False
         self.connects = 0
         self.published = 0
-        self.published_bytes = 0
-        self._queue: deque[Outgoing] = deque(maxlen=MAX_QUEUED * 20)
+        self._queue: deque[Outgoing] = deque(maxlen=MAX_SENDING)
         self._wakeup = asyncio.Event()
         self._session_over = False
         self._last_error: str | None = None
@@ -102,11 +109,11 @@ class MqttLink:
                 async with self._client() as client:
                     backoff = 1.0
                     await self._session(client, stop)
-            except aiomqtt.MqttError as exc:
+            except* aiomqtt.MqttError as group:
                 self._report(f"MQTT broker {self.config.host}:{self.config.effective_port}: "
-                             f"{exc}")
-            except OSError as exc:  # TLS files, DNS
-                self._report(f"MQTT broker {self.config.host}: {exc}")
+                             f"{group.exceptions[0]}")
+            except* OSError as group:  # TLS files, DNS
+                self._report(f"MQTT broker {self.config.host}: {group.exceptions[0]}")
             finally:
                 if self.connected and not stop.is_set():
                     log.warning("MQTT disconnected from %s", self.config.host)
@@ -136,29 +143,29 @@ class MqttLink:
         log.info("MQTT connected to %s:%s as %s", self.config.host,
                  self.config.effective_port, self.client_id)
         self.on_connect()
-        receiver = asyncio.create_task(self._receive(client))
-        sender = asyncio.create_task(self._send(client))
-        stopper = asyncio.create_task(stop.wait())
-        try:
-            done, _ = await asyncio.wait({receiver, sender, stopper},
-                                         return_when=asyncio.FIRST_COMPLETED)
-            if stopper in done:
-                # One consumer of the queue at a time: let the sender finish its message.
-                self._session_over = True
-                self._wakeup.set()
-                await asyncio.wait({sender}, timeout=3)
-                await self._drain(client)
-                await client.publish(self.will_topic, OFFLINE, qos=1, retain=True, timeout=5)
-            for task in done:
-                if task is not stopper and task.exception():
-                    raise task.exception()  # type: ignore[misc]
-        finally:
+        async with asyncio.TaskGroup() as session:
+            # A receiver or sender that fails (the connection is lost) ends the session.
+            receiver = session.create_task(self._receive(client))
+            sender = session.create_task(self._send(client))
+            reader = session.create_task(self._read_back(client))
+            await stop.wait()
+            # One consumer of the queue at a time: let the sender finish its message.
             self._session_over = True
             self._wakeup.set()
-            for task in (receiver, sender, stopper):
+            await asyncio.wait({sender}, timeout=3)
+            await self._drain(client)
+            await client.publish(self.will_topic, OFFLINE, qos=1, retain=True, timeout=5)
+            for task in (receiver, sender, reader):
                 task.cancel()
-            # Bounded: a cancellation swallowed inside a library call must not hang the stop.
-            await asyncio.wait({receiver, sender, stopper}, timeout=5)
+
+    async def _read_back(self, client: aiomqtt.Client) -> None:
+        if not self.read_back:
+            return
+        for topic in self.read_back:
+            await client.subscribe(topic, qos=1)
+        await asyncio.sleep(self.read_back_s)
+        for topic in self.read_back:
+            await client.unsubscribe(topic)
 
     async def _receive(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
@@ -177,7 +184,6 @@ class MqttLink:
                 await client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
                 self._queue.popleft()
                 self.published += 1
-                self.published_bytes += len(msg.payload)
             self._wakeup.clear()
             await self._wakeup.wait()
 
@@ -192,25 +198,15 @@ class MqttLink:
 
 
 async def watch(host: str, port: int, topic: str, on_message: Callable[[str, bytes], None],
-                stop: asyncio.Event, client_id: str) -> None:
-    """A read-only subscriber until ``stop`` (the demo's live view); reconnects quietly."""
-    while not stop.is_set():
+                client_id: str) -> None:
+    """A read-only subscriber until cancelled (the demo's live view); reconnects quietly."""
+    while True:
         try:
             async with aiomqtt.Client(host, port, identifier=client_id) as client:
                 await client.subscribe(topic)
-
-                async def receive() -> None:
-                    async for message in client.messages:
-                        payload = message.payload
-                        raw = payload if isinstance(payload, bytes) else str(payload).encode()
-                        on_message(str(message.topic), raw)
-
-                receiver = asyncio.create_task(receive())
-                stopper = asyncio.create_task(stop.wait())
-                await asyncio.wait({receiver, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                for task in (receiver, stopper):
-                    task.cancel()
-                await asyncio.wait({receiver, stopper}, timeout=2)
+                async for message in client.messages:
+                    payload = message.payload
+                    raw = payload if isinstance(payload, bytes) else str(payload).encode()
+                    on_message(str(message.topic), raw)
         except aiomqtt.MqttError:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 1.0)
+            await asyncio.sleep(1.0)
