@@ -96,22 +96,34 @@ class BusPoller:
         """Poll until cancelled."""
         try:
             while True:
-                if not self.commands.empty():
-                    # Commands go ahead of every pending read.
-                    request = self.commands.get_nowait()
-                    await execute(self, self.meters[request.meter], request)
-                    continue
-                rt, task, due = self._next_due()
-                delay = due - self.clock()
-                if delay > 0 or rt is None:
+                wait = await self.step()
+                if wait is None or wait > 0:
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(None if rt is None else delay):
+                        async with asyncio.timeout(wait):
                             await self._wake.wait()
-                    continue
-                await self._run_task(rt, task)
         finally:
             self.client.close()
+
+    async def step(self) -> float | None:
+        """Run the next thing if it is due: a queued command first, else the earliest task.
+
+        Returns 0.0 when something ran, else the seconds until the next task is due (None:
+        nothing is scheduled; a submitted command wakes the bus task).
+        """
+        if not self.commands.empty():
+            # Commands go ahead of every pending read.
+            request = self.commands.get_nowait()
+            await execute(self, self.meters[request.meter], request)
+            return 0.0
+        rt, task, due = self._next_due()
+        if rt is None:
+            return None
+        delay = due - self.clock()
+        if delay > 0:
+            return delay
+        await self._run_task(rt, task)
+        return 0.0
 
     async def _run_task(self, rt: MeterRuntime, task: str) -> None:
         now = self.clock()

@@ -134,7 +134,9 @@ class MqttLink:
             self._last_error = text
 
     async def _session(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
-        for topic in self.subscriptions:
+        # The read-back topics first: their retained messages then arrive before anything this
+        # session republishes over them.
+        for topic in [*self.read_back, *self.subscriptions]:
             await client.subscribe(topic, qos=1)
         await client.publish(self.will_topic, ONLINE, qos=1, retain=True)
         self.connected = True
@@ -147,7 +149,7 @@ class MqttLink:
             # A receiver or sender that fails (the connection is lost) ends the session.
             receiver = session.create_task(self._receive(client))
             sender = session.create_task(self._send(client))
-            reader = session.create_task(self._read_back(client))
+            reader = session.create_task(self._end_read_back(client))
             await stop.wait()
             # One consumer of the queue at a time: let the sender finish its message.
             self._session_over = True
@@ -158,11 +160,9 @@ class MqttLink:
             for task in (receiver, sender, reader):
                 task.cancel()
 
-    async def _read_back(self, client: aiomqtt.Client) -> None:
+    async def _end_read_back(self, client: aiomqtt.Client) -> None:
         if not self.read_back:
             return
-        for topic in self.read_back:
-            await client.subscribe(topic, qos=1)
         await asyncio.sleep(self.read_back_s)
         for topic in self.read_back:
             await client.unsubscribe(topic)
