@@ -94,8 +94,13 @@ class BusPoller:
 
     async def run(self) -> None:
         """Poll until cancelled."""
+        me = asyncio.current_task()
         try:
             while True:
+                if me is not None and me.cancelling():
+                    # Python 3.11's asyncio.wait_for (inside pymodbus) can swallow a
+                    # cancellation that arrives as the answer does: stop all the same.
+                    raise asyncio.CancelledError
                 wait = await self.step()
                 if wait is None or wait > 0:
                     self._wake.clear()
