@@ -88,7 +88,9 @@ def _alarm(bit: AlarmBit, applies: Callable[[int], frozenset[str]]) -> EntityDes
 
 
 def _select_template(setting: Setting) -> str:
-    if setting.numeric_state and setting.changes_validity:
+    """The state holds the register number for a numeric select; when its labels say more than
+    the number (a system type), the template maps the number to the label."""
+    if setting.numeric_state and any(label != str(code) for label, code in setting.options):
         mapping = ", ".join(f"{code}: '{label}'" for label, code in setting.options)
         return f"{{{{ {{{mapping}}}.get({value_of(setting.key)}) }}}}"
     return f"{{{{ {value_of(setting.key)} }}}}"

@@ -75,7 +75,7 @@ async def read_once(bus: BusClient, unit: int, profile: MeterProfile) -> Reading
     return Reading(unit, identity, setup, values, valid, meter_state(setup, values, valid))
 
 
-#: Energy totals above this are not a Series 4000-class float map (a different device answered).
+#: Energy totals above this are not a meter's float map (a different device answered).
 _PLAUSIBLE_ENERGY_KWH = 1e10
 
 
@@ -89,12 +89,12 @@ async def probe(bus: BusClient, unit: int, profile: MeterProfile) -> Identity | 
     except ModbusExceptionReply:
         return Identity()
     # Plausibility: the first float of the measurement plan must decode as an energy total.
-    first = profile.measurement_plan(40)[0]
+    first = profile.measurement_plan(profile.system_types[0])[0]
     try:
         words = await bus.read_registers(unit, first.address, 2)
     except (ModbusTimeout, ModbusExceptionReply):
         return identity
     energy = codec.decode_raw(DataType.FLOAT32, words[0:2])
     if energy is not None and not 0 <= energy < _PLAUSIBLE_ENERGY_KWH:
-        return Identity(identity.vendor, "not a Series 4000 float map", identity.firmware)
+        return Identity(identity.vendor, f"not a {profile.model} float map", identity.firmware)
     return identity
