@@ -73,7 +73,6 @@ def test_valid_commands(key: str, payload: bytes, reg: int, value: int) -> None:
     ("ct_output", b"5V", "must be one of '1V', '0.333V'"),
     ("pt_ratio", b"0.001", "must be 0.01..320"),
     ("pt_ratio", b"1.005", "must be a multiple of 0.01"),
-    ("pt_ratio", b"5", "system voltage / PT ratio = 79.6 V"),  # 398 V / 5 < 82 V
     ("system_voltage_v", b"81", "must be 82..32000 V"),
     ("system_voltage_v", b"700", "system voltage / PT ratio = 700.0 V"),
     ("demand_subinterval_s", b"5", "1..9 s is not allowed by the meter"),
@@ -88,6 +87,70 @@ def test_rejected_commands(key: str, payload: bytes, error: str) -> None:
     result = parse_command(key, payload, SETUP)
     assert isinstance(result, Rejection), result
     assert result.error.startswith(error) or error in result.error, result.error
+
+
+# The manual's order for a PT install: PT ratio first (taken whatever the current voltage),
+# then the system voltage, checked against the new ratio. Each row: the set-up before, the
+# command, whether it becomes a write, and what the result or note must say.
+PT_INSTALL = [
+    # 480 V without PTs -> 24 kV through 60:1 PTs (400 V secondary).
+    ({"system_voltage_v": 480, "pt_ratio_x100": 100}, "pt_ratio", b"60", True,
+     "system voltage 480 V / PT ratio 60 = 8.0 V is outside 82..660 V: set system_voltage_v "
+     "next (4920..32000 V with this PT ratio)"),
+    ({"system_voltage_v": 480, "pt_ratio_x100": 6000}, "system_voltage_v", b"24000", True, None),
+    # The voltage first is still refused, and the error says what the ratio allows.
+    ({"system_voltage_v": 480, "pt_ratio_x100": 100}, "system_voltage_v", b"24000", False,
+     "system voltage / PT ratio = 24000.0 V; the meter needs 82..660 V: with PT ratio 1 it "
+     "must be 82..660 V (set pt_ratio first if the PTs differ)"),
+    # A voltage the new ratio does not allow is refused after the ratio too.
+    ({"system_voltage_v": 480, "pt_ratio_x100": 6000}, "system_voltage_v", b"48000", False,
+     "must be 82..32000 V"),
+    ({"system_voltage_v": 480, "pt_ratio_x100": 6000}, "system_voltage_v", b"4800", False,
+     "with PT ratio 60 it must be 4920..32000 V"),
+    # A ratio that keeps the voltage in range needs no next step.
+    ({"system_voltage_v": 1600, "pt_ratio_x100": 100}, "pt_ratio", b"4", True, None),
+    # Back to no PTs from a PT install: the ratio first, then the voltage.
+    ({"system_voltage_v": 24000, "pt_ratio_x100": 6000}, "pt_ratio", b"1", True,
+     "system voltage 24000 V / PT ratio 1 = 24000.0 V is outside 82..660 V: set "
+     "system_voltage_v next (82..660 V with this PT ratio)"),
+    ({"system_voltage_v": 24000, "pt_ratio_x100": 100}, "system_voltage_v", b"480", True, None),
+    # A ratio so small that no voltage fits is taken (its own range) but says so.
+    ({"system_voltage_v": 480, "pt_ratio_x100": 100}, "pt_ratio", b"0.1", True,
+     "no system voltage fits this PT ratio: set pt_ratio again"),
+    # The PT ratio's own range still holds.
+    ({"system_voltage_v": 480, "pt_ratio_x100": 100}, "pt_ratio", b"320.01", False,
+     "must be 0.01..320"),
+]
+
+
+@pytest.mark.parametrize(("before", "key", "payload", "accepted", "message"), PT_INSTALL)
+def test_pt_install_in_the_manuals_order(before: dict[str, int], key: str, payload: bytes,
+                                         accepted: bool, message: str | None) -> None:
+    result = parse_command(key, payload, setup_of(**before))
+    if accepted:
+        assert isinstance(result, Write), result
+        assert result.note == message or (message is not None and result.note is not None
+                                          and message in result.note), result.note
+    else:
+        assert isinstance(result, Rejection), result
+        assert message is not None and message in result.error, result.error
+
+
+def test_the_simulated_meter_takes_the_same_pt_install() -> None:
+    """The simulator's rules are the manual's: it takes and refuses the same writes."""
+    for before, key, payload, accepted, _ in PT_INSTALL:
+        meter = SimulatedMeter(1, 40)
+        for name, value in before.items():
+            setattr(meter.setup, name, value)
+        parsed = parse_command(key, payload, setup_of(**before))
+        if isinstance(parsed, Write):
+            assert meter.write(parsed.reg, [parsed.value]) is None, (key, payload)
+        else:  # what the bridge refuses in range, the meter refuses too
+            setting = s4k.SETTINGS_BY_KEY[key]
+            raw = round(float(payload) / setting.factor)
+            if raw <= 0xFFFF:
+                assert meter.write(setting.reg, [raw]) is not None, (key, payload)
+        assert isinstance(parsed, Write) is accepted
 
 
 def test_pt_ratio_allows_a_high_system_voltage_with_a_pt() -> None:
@@ -130,7 +193,7 @@ def valid_oracle(key: str, value: int, cross: bool = True) -> bool:
         "system_type": value in (10, 11, 12, 31, 40),
         "ct_primary_a": 1 <= value <= 32000,
         "ct_output": value in (1, 3),
-        "pt_ratio": 1 <= value <= 32000 and (not cross or 82 <= 398 / (value / 100) <= 660),
+        "pt_ratio": 1 <= value <= 32000,  # whatever the voltage: the manual sets it first
         "system_voltage_v": 82 <= value <= (660 if cross else 32000),
         "pulse_wh": value in (10, 100, 1000, 10000),
         "demand_subintervals": 1 <= value <= 6,

@@ -78,6 +78,32 @@ async def test_every_setting_is_written_and_read_back(broker: Broker, sim_factor
         assert state["max_power_w"] == pytest.approx(3**0.5 * 415 * 200, rel=0.01)
 
 
+async def test_pt_install_in_the_manuals_order(broker: Broker, sim_factory: Any,
+                                              tmp_path: Path) -> None:
+    """480 V without PTs -> 24 kV through 60:1 PTs: PT ratio 60, then system voltage 24000."""
+    sim = sim_factory([1], 40, frozen=True)
+    sim.meters[1].setup.system_voltage_v = 480
+    _, port = await sim.serve_tcp()
+    cfg = bridge_config(broker.port, [tcp_bus(port, [meter_cfg()])], tmp_path)
+    async with recorder(broker.port) as rec, running(cfg):
+        before = await start(rec)
+        assert (before["system_voltage_v"], before["pt_ratio"]) == (480, 1.0)
+        ratio = await command(rec, "pt_ratio", "60")
+        assert ratio["ok"] and ratio["value"] == 60.0 and ratio["error"] is None, ratio
+        # The result says what to set next: the voltage is now out of range for the ratio.
+        assert "set system_voltage_v next (4920..32000 V" in ratio["note"], ratio
+        voltage = await command(rec, "system_voltage_v", "24000")
+        assert voltage == {"setting": "system_voltage_v", "requested": "24000", "ok": True,
+                           "value": 24000, "error": None}, voltage
+        image = sim.meters[1].registers()
+        assert (image[133], image[134]) == (6000, 24000)
+        state = await rec.wait_for(
+            lambda r: next((m.json() for m in reversed(r.on(STATE))
+                            if m.json().get("system_voltage_v") == 24000), None),
+            5, "the new system voltage in the state")
+        assert state["pt_ratio"] == 60.0
+
+
 async def test_every_button_acts_on_the_meter(broker: Broker, sim_factory: Any,
                                               tmp_path: Path) -> None:
     sim = sim_factory([1], 40, frozen=True)

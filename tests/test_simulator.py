@@ -108,7 +108,8 @@ def test_system_type_write_changes_what_is_valid() -> None:
 
 @pytest.mark.parametrize(("reg", "value", "code"), [
     (130, 41, ILLEGAL_VALUE), (131, 0, ILLEGAL_VALUE), (132, 2, ILLEGAL_VALUE),
-    (134, 700, ILLEGAL_VALUE), (133, 10, ILLEGAL_VALUE), (142, 100, ILLEGAL_VALUE),
+    (134, 700, ILLEGAL_VALUE), (133, 0, ILLEGAL_VALUE), (133, 32001, ILLEGAL_VALUE),
+    (142, 100, ILLEGAL_VALUE),
     (150, 5, ILLEGAL_VALUE), (129, 1234, ILLEGAL_VALUE),
     (135, 1, ILLEGAL_ADDRESS), (3, 1, ILLEGAL_ADDRESS), (257, 1, ILLEGAL_ADDRESS),
     (7001, 1, ILLEGAL_ADDRESS), (200, 1, ILLEGAL_ADDRESS),

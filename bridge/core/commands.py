@@ -49,21 +49,24 @@ class BusTask(Protocol):
 
 
 def publish_result(hub: Hub, topics: Topics, name: str, setting: str, requested: str, ok: bool,
-                   value: object, error: str | None) -> None:
+                   value: object, error: str | None, note: str | None = None) -> None:
     """``<base>/<meter>/result``, and one log line."""
-    payload = {"setting": setting, "requested": requested, "ok": ok, "value": value,
-               "error": error}
+    payload: dict[str, object] = {"setting": setting, "requested": requested, "ok": ok,
+                                  "value": value, "error": error}
+    if note:
+        # Only when there is something to do next (e.g. the system voltage after a PT ratio).
+        payload["note"] = note
     hub.send(topics.result(name), json.dumps(payload))
     if ok:
-        log.info("%s: %s set to %s", name, setting, value)
+        log.info("%s: %s set to %s%s", name, setting, value, f" ({note})" if note else "")
     else:
         log.warning("%s: %s %r rejected: %s", name, setting, requested, error)
 
 
 async def execute(bus: BusTask, rt: MeterRuntime, req: CommandRequest) -> None:
     def report(setting: str, requested: str, ok: bool, value: object,
-               error: str | None) -> None:
-        publish_result(bus.hub, bus.topics, rt.name, setting, requested, ok, value, error)
+               error: str | None, note: str | None = None) -> None:
+        publish_result(bus.hub, bus.topics, rt.name, setting, requested, ok, value, error, note)
 
     now = bus.clock()
     current = rt.setup.settings.get(req.key) if rt.setup else None
@@ -107,7 +110,8 @@ async def execute(bus: BusTask, rt: MeterRuntime, req: CommandRequest) -> None:
         value = setup.settings.get(parsed.setting)
         if error is None and setup.setting_raw(parsed.setting) != parsed.value:
             error = f"the meter did not take {parsed.requested}; it holds {value}"
-    report(parsed.setting, parsed.requested, error is None, value, error)
+    report(parsed.setting, parsed.requested, error is None, value, error,
+           parsed.note if error is None else None)
     # Show the new set-up now, and read the measurements under it soon.
     bus.publish_state(rt, force=True)
     if "full" in rt.due:

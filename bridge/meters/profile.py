@@ -106,6 +106,9 @@ class Write:
     reg: int
     value: int
     is_button: bool = False
+    #: What the user should do next once the write is taken (e.g. the system voltage to set
+    #: after a new PT ratio), or None.
+    note: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 from bridge.meters.series4000 import points as s4k
+from bridge.meters.series4000 import rules
 
 ILLEGAL_ADDRESS = 2
 ILLEGAL_VALUE = 3
@@ -83,7 +84,7 @@ def apply_write(trial: Setup, reg: int, value: int) -> int | None:
     def in_range(lo: int, hi: int) -> bool:
         return lo <= value <= hi
 
-    lo_v, hi_v = s4k.SECONDARY_VOLTAGE_RANGE
+    lo_v, hi_v = rules.SECONDARY_VOLTAGE_RANGE
     if reg == 130:
         if value not in s4k.SYSTEM_TYPES:
             return ILLEGAL_VALUE
@@ -97,11 +98,13 @@ def apply_write(trial: Setup, reg: int, value: int) -> int | None:
             return ILLEGAL_VALUE
         trial.ct_output = value
     elif reg == 133:
-        if not in_range(1, 32000) or not lo_v <= trial.system_voltage_v * 100 / value <= hi_v:
+        # Taken in its own range whatever the voltage: the manual sets it before the voltage.
+        if not in_range(1, 32000):
             return ILLEGAL_VALUE
         trial.pt_ratio_x100 = value
     elif reg == 134:
-        if not in_range(82, 32000) or not lo_v <= value * 100 / trial.pt_ratio_x100 <= hi_v:
+        secondary_v = rules.secondary_voltage_v(value, trial.pt_ratio_x100 / 100)
+        if not in_range(82, 32000) or not lo_v <= secondary_v <= hi_v:
             return ILLEGAL_VALUE
         trial.system_voltage_v = value
     elif reg == 137:

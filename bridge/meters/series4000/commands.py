@@ -3,8 +3,10 @@
 Nothing reaches the meter unless it passes here: the payload is short UTF-8 text; a number is a
 plain decimal within the setting's range and step; a select takes an option label or its code;
 a button takes ``PRESS``. Rules that span registers are checked against the meter's current
-set-up: the system voltage divided by the PT ratio must stay within 82..660 V, and a pulse weight
-must be able to follow the theoretical maximum power. The meter may still refuse or ignore a
+set-up: the system voltage divided by the PT ratio must stay within 82..660 V (the PT ratio itself
+is taken in its own range, as the manual sets it first; the write then carries a note saying which
+system voltage to set next), and a pulse weight must be able to follow the theoretical maximum
+power. The meter may still refuse or ignore a
 write; the bus task reads every write back.
 """
 
@@ -16,6 +18,7 @@ from decimal import Decimal, InvalidOperation
 
 from bridge.meters.profile import MeterSetup, Rejection, Setting, Write
 from bridge.meters.series4000 import points as s4k
+from bridge.meters.series4000 import rules
 
 MAX_PAYLOAD_BYTES = 64
 _DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$", re.ASCII)
@@ -128,20 +131,47 @@ def _number(setting: Setting, text: str, requested: str,
     raw = int(raw_decimal)
     if raw != raw_decimal or not 0 <= raw <= 0xFFFF:
         return reject("does not fit the register")
-    lo_v, hi_v = s4k.SECONDARY_VOLTAGE_RANGE
-    if setting.key in ("system_voltage_v", "pt_ratio"):
-        voltage = float(number) if setting.key == "system_voltage_v" else \
-            _as_float(setup.settings.get("system_voltage_v"))
-        ratio = float(number) if setting.key == "pt_ratio" else \
-            _as_float(setup.settings.get("pt_ratio"))
-        if math.isfinite(voltage) and math.isfinite(ratio) and ratio > 0:
-            secondary = voltage / ratio
-            if not lo_v <= secondary <= hi_v:
-                first = "the PT ratio" if setting.key == "system_voltage_v" else \
-                    "the system voltage"
-                return reject(f"system voltage / PT ratio = {secondary:.1f} V; the meter "
-                              f"needs {lo_v:g}..{hi_v:g} V (change {first} first)")
-    return Write(setting.key, requested, setting.reg, raw)
+    note: str | None = None
+    if setting.key == "system_voltage_v":
+        error = _voltage_error(float(number), _as_float(setup.settings.get("pt_ratio")))
+        if error:
+            return reject(error)
+    elif setting.key == "pt_ratio":
+        note = _pt_ratio_note(float(number), _as_float(setup.settings.get("system_voltage_v")))
+    return Write(setting.key, requested, setting.reg, raw, note=note)
+
+
+def _voltage_error(voltage_v: float, pt_ratio: float) -> str | None:
+    """Why the meter would refuse ``voltage_v`` with its current PT ratio, or None."""
+    if not (math.isfinite(voltage_v) and math.isfinite(pt_ratio) and pt_ratio > 0):
+        return None
+    lo_v, hi_v = rules.SECONDARY_VOLTAGE_RANGE
+    secondary = rules.secondary_voltage_v(voltage_v, pt_ratio)
+    if lo_v <= secondary <= hi_v:
+        return None
+    lo, hi = rules.system_voltage_range_v(pt_ratio)
+    fits = f"with PT ratio {pt_ratio:g} it must be {lo}..{hi} V" if lo <= hi else \
+        f"no system voltage fits PT ratio {pt_ratio:g}"
+    return (f"system voltage / PT ratio = {secondary:.1f} V; the meter needs "
+            f"{lo_v:g}..{hi_v:g} V: {fits} (set pt_ratio first if the PTs differ)")
+
+
+def _pt_ratio_note(pt_ratio: float, voltage_v: float) -> str | None:
+    """After a PT ratio that leaves the current system voltage out of range: what to set next.
+
+    The manual sets the PT ratio before the system voltage, so the ratio is taken in its own
+    range and only the voltage is checked against it.
+    """
+    if not math.isfinite(voltage_v) or _voltage_error(voltage_v, pt_ratio) is None:
+        return None
+    lo_v, hi_v = rules.SECONDARY_VOLTAGE_RANGE
+    secondary = rules.secondary_voltage_v(voltage_v, pt_ratio)
+    lo, hi = rules.system_voltage_range_v(pt_ratio)
+    head = (f"system voltage {voltage_v:g} V / PT ratio {pt_ratio:g} = {secondary:.1f} V is "
+            f"outside {lo_v:g}..{hi_v:g} V")
+    if lo > hi:
+        return f"{head}, and no system voltage fits this PT ratio: set pt_ratio again"
+    return f"{head}: set system_voltage_v next ({lo}..{hi} V with this PT ratio)"
 
 
 def _as_float(value: object) -> float:

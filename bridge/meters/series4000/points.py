@@ -361,8 +361,6 @@ COMMANDS: tuple[Command, ...] = (
 SETTINGS_BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
 COMMANDS_BY_KEY: dict[str, Command] = {c.key: c for c in COMMANDS}
 
-#: System voltage divided by the PT ratio must stay in this range (the meter refuses otherwise).
-SECONDARY_VOLTAGE_RANGE = (82.0, 660.0)
 #: Pulse closure times the meter can choose (register 145), slowest first.
 PULSE_CLOSURE_MS = (500, 250, 100, 50, 25, 10)
 PULSE_WEIGHTS_WH = (10, 100, 1000, 10000)
