@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bridge.errors import ModbusExceptionReply, ModbusTimeout
+from bridge.meters.identity import with_firmware
 from bridge.meters.profile import Identity, MeterProfile, MeterSetup, meter_state
 from bridge.modbus.client import BusClient
 from bridge.model import codec
@@ -19,14 +20,26 @@ from bridge.model.values import Number, StateValue
 
 
 async def read_identity(bus: BusClient, unit: int, profile: MeterProfile) -> Identity:
-    """Function 0x2B (vendor, product, revision); the firmware register if the meter refuses
-    0x2B."""
+    """Function 0x2B (vendor, product, revision; the profile reads them by content); the
+    firmware register if the meter refuses 0x2B or its answer carries no revision."""
+    objects: dict[int, str] | None
     try:
-        return profile.identity(await bus.read_device_identification(unit))
+        objects = await bus.read_device_identification(unit)
     except ModbusExceptionReply:
-        pass
-    words = await bus.read_registers(unit, profile.firmware_register - 1, 1)
-    return profile.identity_from_firmware(words[0])
+        objects = None
+    identity = profile.identity(objects) if objects is not None else Identity()
+    if identity.firmware is not None:
+        return identity
+    try:
+        words = await bus.read_registers(unit, profile.firmware_register - 1, 1)
+    except ModbusExceptionReply:
+        if objects is None:
+            raise  # neither 0x2B nor the firmware register answers: not this meter
+        return identity
+    from_register = profile.identity_from_firmware(words[0])
+    if objects is None:
+        return from_register
+    return with_firmware(identity, from_register.firmware)
 
 
 async def read_setup(bus: BusClient, unit: int, profile: MeterProfile,

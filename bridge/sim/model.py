@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from bridge.meters.series4000 import points as s4k
 from bridge.model.registers import Access
 from bridge.sim.image import register_image
+from bridge.sim.quirks import Quirks
 from bridge.sim.setup import (
     ILLEGAL_ADDRESS,
     ILLEGAL_VALUE,
@@ -65,6 +66,7 @@ class SimulatedMeter:
         #: Like a rope-CT 4000-R, whose CT output mode cannot be changed: writes get 03.
         self.ct_output_fixed = ct_output_fixed
         self.firmware = firmware
+        self.quirks = Quirks()  # how it answers requests where real meters differ
         self.power_ups = 1
         self.energy_resets = 0
         self.alive = True

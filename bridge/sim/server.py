@@ -22,7 +22,8 @@ from pymodbus.exceptions import NoSuchIdException
 from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
 from pymodbus.pdu.device import ModbusDeviceIdentification
-from pymodbus.pdu.mei_message import ReadDeviceInformationRequest
+from pymodbus.pdu.exceptionresponse import ExceptionResponse
+from pymodbus.pdu.mei_message import ReadDeviceInformationRequest, ReadDeviceInformationResponse
 from pymodbus.pdu.other_message import ReportDeviceIdRequest
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
@@ -31,6 +32,7 @@ from bridge.meters.series4000 import points as s4k
 from bridge.model.registers import Access
 from bridge.sim import model as sim_model
 from bridge.sim.model import SimulatedMeter
+from bridge.sim.quirks import identification_objects, read_refusal
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +78,14 @@ class _DeviceInfoRequest(ReadDeviceInformationRequest):
         meter = _meter_of(context, device_id)
         if meter is None or not meter.alive:
             return None
-        return await super().datastore_update(context, device_id)
+        objects = identification_objects(meter.quirks, meter.firmware)
+        if objects is None:
+            return ExceptionResponse(self.function_code, ExcCodes.ILLEGAL_FUNCTION,
+                                     device_id=device_id, transaction=self.transaction_id)
+        # The meter's own objects (pymodbus keeps one identity per process, not per unit).
+        return ReadDeviceInformationResponse(
+            read_code=self.read_code, information={k: v.encode() for k, v in objects.items()},
+            dev_id=device_id, transaction_id=self.transaction_id)
 
 
 def _layout() -> list[SimData]:
@@ -142,6 +151,9 @@ class Simulator:
             if result is not None:
                 return ExcCodes(result)
             return None
+        refusal = read_refusal(meter.quirks, address + 1, count)
+        if refusal is not None:
+            return ExcCodes(refusal)
         meter.tick()
         image = meter.registers()
         for i in range(count):

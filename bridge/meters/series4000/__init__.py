@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
+from bridge.meters.identity import identity_from_objects
 from bridge.meters.profile import (
     AlarmBit,
     Command,
@@ -24,8 +25,6 @@ from bridge.meters.series4000 import commands, points, setup, validity
 from bridge.model.registers import ReadBlock
 from bridge.model.values import Number
 
-#: Device-identification object ids in the standard numbering (vendor, product, revision).
-_STANDARD_OBJECTS = (0, 1, 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +59,7 @@ class Series4000Profile:
         return validity.alarm_bits_for(system_type)
 
     def identity(self, objects: Mapping[int, str]) -> Identity:
-        vendor, product, revision = (objects.get(i) for i in _STANDARD_OBJECTS)
-        return Identity(vendor, product, revision)
+        return identity_from_objects(objects)  # numbered from 0 or from 1, read by content
 
     def identity_from_firmware(self, raw: int) -> Identity:
         return Identity(points.MANUFACTURER, None, points.firmware_label(raw))

@@ -22,6 +22,8 @@ ALL_TYPES = frozenset({10, 11, 12, 31, 40})
 
 MANUFACTURER = "Leviton"
 MODEL = "Series 4000-K"
+#: The product name the meter gives through function 0x2B.
+IDENTIFICATION_PRODUCT = "Series 4000"
 
 # ---------------------------------------------------------------------------------------------
 # System types (register 130)
