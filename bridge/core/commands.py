@@ -8,6 +8,7 @@ poller.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass
@@ -95,6 +96,8 @@ async def execute(bus: BusTask, rt: MeterRuntime, req: CommandRequest) -> None:
         rt.resets |= set(command.resets)
     try:
         setup = await read_setup(bus.client, rt.cfg.unit, rt.profile)
+        if error is None and parsed.setting == "reset_energy" and before is not None:
+            setup = await _wait_reset_counted(bus, rt, before, setup)
     except (ModbusError, DecodeError) as exc:
         report(parsed.setting, parsed.requested, False, None,
                error or f"written, but the read-back failed: {exc}")
@@ -103,9 +106,9 @@ async def execute(bus: BusTask, rt: MeterRuntime, req: CommandRequest) -> None:
     value: object = None
     if parsed.is_button:
         if error is None and parsed.setting == "reset_energy" and before is not None and \
-                setup.status.get("energy_reset_count") == \
-                before.status.get("energy_reset_count"):
-            error = "the meter did not count a reset (register 147 unchanged)"
+                not rt.profile.released_by(before, setup):
+            error = (f"the meter did not count a reset (register 147 unchanged after "
+                     f"{rt.profile.reset_count_wait_s:g} s)")
     else:
         value = setup.settings.get(parsed.setting)
         if error is None and setup.setting_raw(parsed.setting) != parsed.value:
@@ -116,3 +119,18 @@ async def execute(bus: BusTask, rt: MeterRuntime, req: CommandRequest) -> None:
     bus.publish_state(rt, force=True)
     if "full" in rt.due:
         rt.due["full"] = min(rt.due["full"], bus.clock())
+
+
+#: How often the set-up is re-read while waiting for a reset to be counted.
+RESET_RECHECK_S = 0.25
+
+
+async def _wait_reset_counted(bus: BusTask, rt: MeterRuntime, before: MeterSetup,
+                              setup: MeterSetup) -> MeterSetup:
+    """Re-read the set-up until the meter counts the reset (it may act on a command only at
+    the end of its calculation cycle), for up to the profile's ``reset_count_wait_s``."""
+    deadline = bus.clock() + rt.profile.reset_count_wait_s
+    while not rt.profile.released_by(before, setup) and bus.clock() < deadline:
+        await asyncio.sleep(RESET_RECHECK_S)
+        setup = await read_setup(bus.client, rt.cfg.unit, rt.profile)
+    return setup

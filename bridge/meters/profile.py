@@ -135,6 +135,10 @@ class MeterProfile(Protocol):
     def firmware_register(self) -> int: ...
 
     @property
+    def reset_count_wait_s(self) -> float:
+        """How long after a reset command the meter may take to count it (see released_by)."""
+
+    @property
     def system_types(self) -> tuple[int, ...]:
         """The wirings the meter supports (register values), in display order."""
 

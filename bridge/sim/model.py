@@ -67,6 +67,7 @@ class SimulatedMeter:
         self.ct_output_fixed = ct_output_fixed
         self.firmware = firmware
         self.quirks = Quirks()  # how it answers requests where real meters differ
+        self._reset_due: float | None = None  # a 30078 waiting for the calculation cycle
         self.power_ups = 1
         self.energy_resets = 0
         self.alive = True
@@ -198,6 +199,9 @@ class SimulatedMeter:
     def tick(self, now: float | None = None) -> None:
         """Advance time: integrate energy and demand, emit pulses, move the load."""
         now = self.clock() if now is None else now
+        if self._reset_due is not None and now >= self._reset_due:
+            self._reset_due = None
+            self._reset_energy()
         dt = now - self._t
         if dt <= 0:
             return
@@ -332,13 +336,12 @@ class SimulatedMeter:
 
     def _command(self, value: int) -> None:
         now = self.clock()
-        if value == 30078:
-            self.energy_kwh = self.apparent_kvah = self.reactive_kvarh = 0.0
-            self.energy_phase_kwh = [0.0, 0.0, 0.0]
-            self.energy_resets += 1
+        if value == 30078 and self.quirks.reset_delay_s:
+            self._reset_due = now + self.quirks.reset_delay_s  # at the next calculation cycle
+        elif value == 30078:
+            self._reset_energy()
         elif value == 16498:
-            self.pulse_count = self.pulse_count_2 = 0
-            self._pulse_residual_wh = self._pulse_residual_varh = 0.0
+            self._reset_pulses()
         elif value in (21211, 21212):
             if self._last_demand_cmd is not None and now - self._last_demand_cmd < 10.0:
                 self.ignored_writes += 1
@@ -348,6 +351,18 @@ class SimulatedMeter:
                 self._close_subinterval()
             else:
                 self.max_demand = self.present_demand()
+
+    def _reset_energy(self) -> None:
+        self.energy_kwh = self.apparent_kvah = self.reactive_kvarh = 0.0
+        self.energy_phase_kwh = [0.0, 0.0, 0.0]
+        self.energy_resets += 1
+        if self.quirks.reset_clears_pulses:
+            self._reset_pulses()
+        self._recompute()
+
+    def _reset_pulses(self) -> None:
+        self.pulse_count = self.pulse_count_2 = 0
+        self._pulse_residual_wh = self._pulse_residual_varh = 0.0
 
     # -- faults, for tests and the demo -----------------------------------------------------
 

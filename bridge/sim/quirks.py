@@ -29,6 +29,11 @@ class Quirks:
     #: The number of the first 0x2B object (0 as the standard, 1 as some manuals list them);
     #: None: the meter does not implement 0x2B (exception 01).
     identification_first: int | None = 0
+    #: Seconds until a reset (30078) takes effect; the meters act on commands at the end of
+    #: their one-second calculation cycle, so register 147 may count it up to a second late.
+    reset_delay_s: float = 0.0
+    #: Whether 30078 also clears the pulse counters (undocumented; 16498 clears them).
+    reset_clears_pulses: bool = False
 
 
 def read_refusal(quirks: Quirks, first_reg: int, count: int) -> int | None:

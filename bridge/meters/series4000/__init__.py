@@ -21,10 +21,9 @@ from bridge.meters.profile import (
     Setting,
     Write,
 )
-from bridge.meters.series4000 import commands, points, setup, validity
+from bridge.meters.series4000 import commands, points, rules, setup, validity
 from bridge.model.registers import ReadBlock
 from bridge.model.values import Number
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +35,7 @@ class Series4000Profile:
     system_types: tuple[int, ...] = tuple(points.SYSTEM_TYPES)
     settings: tuple[Setting, ...] = points.SETTINGS
     commands: tuple[Command, ...] = points.COMMANDS
+    reset_count_wait_s: float = rules.RESET_COUNT_WAIT_S
 
     def system_type_label(self, code: int) -> str:
         st = points.SYSTEM_TYPES.get(code)
@@ -75,7 +75,7 @@ class Series4000Profile:
         now = after.status.get("energy_reset_count")
         if was is None or now is None or was == now:
             return frozenset()
-        return frozenset(self.resets_of("reset_energy"))
+        return rules.CLEARED_BY_COUNTED_RESET
 
     def resets_of(self, command_key: str) -> tuple[str, ...]:
         command = points.COMMANDS_BY_KEY.get(command_key)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from bridge.meters.series4000.points import SETTINGS_BY_KEY
+from bridge.meters.series4000.points import COMMANDS_BY_KEY, SETTINGS_BY_KEY
 
 #: System voltage divided by the PT ratio must stay in this range. The meter refuses a system
 #: voltage outside it; the PT ratio is taken in its own range whatever the voltage, since the
@@ -25,3 +25,12 @@ def system_voltage_range_v(pt_ratio: float) -> tuple[int, int]:
     lo = max(math.ceil(round(lo_v * pt_ratio, 6)), int(setting.minimum))
     hi = min(math.floor(round(hi_v * pt_ratio, 6)), int(setting.maximum))
     return lo, hi
+
+
+#: Accumulators a reset counted by register 147 (ours or the front panel's) may have cleared:
+#: 30078 clears "all energy accumulators", and whether it clears the pulse counters as well is
+#: not documented, so a counted reset lets all of them drop once.
+CLEARED_BY_COUNTED_RESET = frozenset((*COMMANDS_BY_KEY["reset_energy"].resets, "pulse_count"))
+#: The meters act on a command at the end of their one-second calculation cycle: after 30078
+#: the bridge waits this long for register 147 to count it before saying it was not counted.
+RESET_COUNT_WAIT_S = 3.0
