@@ -10,8 +10,8 @@ import pytest
 
 from bridge.meters.series4000 import points as s4k
 from bridge.model import codec
+from bridge.model.exception_codes import ILLEGAL_ADDRESS, ILLEGAL_VALUE
 from bridge.sim.model import SimulatedMeter
-from bridge.sim.setup import ILLEGAL_ADDRESS, ILLEGAL_VALUE
 
 
 class Clock:

@@ -36,7 +36,10 @@ if TYPE_CHECKING:
 def cmd_read(args: argparse.Namespace) -> int:
     from bridge.cli.tables import format_reading
     from bridge.meters.series4000 import PROFILE
+    from bridge.modbus.dump import read_dump
     from bridge.modbus.reader import read_once
+    from bridge.model.dump import to_json
+    from bridge.model.read_limits import describe
 
     link = link_from_args(args)
     if not 1 <= args.unit <= 247:
@@ -45,9 +48,15 @@ def cmd_read(args: argparse.Namespace) -> int:
     async def run() -> int:
         bus = BusClient(link, timeout=args.timeout, retries=1)
         try:
+            if args.raw:
+                print(to_json(await read_dump(bus, args.unit, PROFILE)), end="")
+                return EXIT_OK
             reading = await read_once(bus, args.unit, PROFILE)
         finally:
             bus.close()
+        note = describe(reading.limits)
+        if note:
+            print(f"note: unit {args.unit} {note}; read around it", file=sys.stderr)
         if args.json:
             out = dict(reading.state)
             out["system_type"] = reading.setup.system_type
@@ -171,7 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("read", help="read one meter once and print its values")
     add_link_args(p)
     p.add_argument("--unit", type=int, required=True, help="Modbus address 1..247")
-    p.add_argument("--json", action="store_true", help="one JSON object of state keys")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="one JSON object of state keys")
+    out.add_argument("--raw", action="store_true",
+                     help="every register of the map as the meter answers it, as JSON (a "
+                          "dump for simulate --from-dump and for bug reports)")
 
     p = sub.add_parser("scan", help="find Series 4000 meters on a bus")
     add_link_args(p)
@@ -192,6 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--system-type", default="40",
                    help="one type for all units, or one per unit: 40,12,10")
     p.add_argument("--frozen", action="store_true", help="values do not move")
+    p.add_argument("--max-read", type=int, metavar="N",
+                   help="refuse reads of more than N registers (exception 03)")
+    p.add_argument("--lack", metavar="REGS", default="",
+                   help="registers the meters do not have (exception 02), e.g. 343-346")
+    p.add_argument("--identification-from", choices=("0", "1", "none"), default="0",
+                   help="number the 0x2B objects from 0 (standard) or 1, or lack 0x2B")
+    p.add_argument("--from-dump", metavar="FILE",
+                   help="serve exactly the register image of a read --raw dump (static)")
     p.add_argument("--per-phase-without-neutral", action="store_true",
                    help="report per-phase power in types 11 and 31 instead of QNAN")
 

@@ -9,6 +9,9 @@ import sys
 from bridge.app.service import install_stop_signals
 from bridge.cli.args import UsageError, parse_host_port, parse_units
 from bridge.meters.series4000 import points as s4k
+from bridge.model.dump import DumpError, RegisterDump, from_json
+from bridge.sim.dumped import DumpedMeter
+from bridge.sim.quirks import MODBUS_MAX_READ, Quirks, parse_registers
 from bridge.sim.server import Simulator
 
 
@@ -28,6 +31,29 @@ def parse_types(text: str, count: int) -> list[int]:
     return types
 
 
+def quirks_from_args(args: argparse.Namespace) -> Quirks:
+    """--max-read, --lack and --identification-from as the meters' quirks."""
+    if args.max_read is not None and not 1 <= args.max_read <= MODBUS_MAX_READ:
+        raise UsageError(f"--max-read must be 1..{MODBUS_MAX_READ}")
+    try:
+        missing = parse_registers(args.lack)
+    except ValueError as exc:
+        raise UsageError(f"--lack: {exc}") from None
+    first = None if args.identification_from == "none" else int(args.identification_from)
+    return Quirks(max_read_registers=args.max_read or MODBUS_MAX_READ, missing=missing,
+                  identification_first=first)
+
+
+def load_dump(path: str) -> RegisterDump:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return from_json(f.read())
+    except OSError as exc:
+        raise UsageError(f"--from-dump {path}: {exc.strerror}") from None
+    except DumpError as exc:
+        raise UsageError(f"--from-dump {path}: {exc}") from None
+
+
 async def run_simulator(args: argparse.Namespace) -> int:
     units = parse_units(args.units)
     types = parse_types(args.system_type, len(units))
@@ -35,8 +61,16 @@ async def run_simulator(args: argparse.Namespace) -> int:
         raise UsageError("give at least one of --tcp, --rtu-over-tcp, --pty")
     endpoints_tcp = [parse_host_port(t) for t in args.tcp]
     endpoints_rtu = [parse_host_port(t) for t in args.rtu_over_tcp]
-    sim = Simulator.build(units, types, frozen=args.frozen,
-                          per_phase_without_neutral=args.per_phase_without_neutral)
+    if args.from_dump:
+        meter = DumpedMeter(load_dump(args.from_dump))
+        sim = Simulator({meter.unit: meter})
+        units, types = [meter.unit], [meter.setup.system_type]
+    else:
+        sim = Simulator.build(units, types, frozen=args.frozen,
+                              per_phase_without_neutral=args.per_phase_without_neutral)
+        quirks = quirks_from_args(args)
+        for simulated in sim.meters.values():
+            simulated.quirks = quirks
     stop = asyncio.Event()
     install_stop_signals(stop)
     try:

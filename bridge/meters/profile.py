@@ -14,7 +14,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from bridge.model.registers import ReadBlock
+from bridge.model.registers import ReadBlock, Register
 from bridge.model.values import Number, StateValue, is_number
 
 
@@ -133,6 +133,10 @@ class MeterProfile(Protocol):
 
     @property
     def firmware_register(self) -> int: ...
+
+    @property
+    def register_map(self) -> tuple[Register, ...]:
+        """Every register of the meter's point map (what ``read --raw`` dumps)."""
 
     @property
     def reset_count_wait_s(self) -> float:

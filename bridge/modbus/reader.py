@@ -15,7 +15,16 @@ from bridge.meters.identity import with_firmware
 from bridge.meters.profile import Identity, MeterProfile, MeterSetup, meter_state
 from bridge.modbus.client import BusClient
 from bridge.model import codec
-from bridge.model.registers import DataType, ReadBlock
+from bridge.model.read_limits import (
+    ADAPTS_TO,
+    NOTHING_REFUSED,
+    ReadLimits,
+    absent_keys,
+    after_answer,
+    after_refusal,
+    plan,
+)
+from bridge.model.registers import DataType, ReadBlock, Register
 from bridge.model.values import Number, StateValue
 
 
@@ -68,6 +77,48 @@ async def read_blocks(bus: BusClient, unit: int, blocks: Sequence[ReadBlock],
 
 
 @dataclass(slots=True)
+class Answers:
+    """What a meter answered to an adaptive read of some rows."""
+
+    #: Each request it answered, with the words.
+    blocks: list[tuple[ReadBlock, list[int]]] = field(default_factory=list)
+    #: Rows it refused when read alone, with the exception code.
+    refused: dict[Register, int] = field(default_factory=dict)
+    limits: ReadLimits = NOTHING_REFUSED
+
+
+async def read_adaptive(bus: BusClient, unit: int, rows: Sequence[Register],
+                        limits: ReadLimits = NOTHING_REFUSED, max_gap: int = 10) -> Answers:
+    """Read ``rows`` in as few requests as the meter answers, adapting the plan to its
+    refusals (exceptions 02 and 03, see :mod:`bridge.model.read_limits`)."""
+    answers = Answers(limits=limits)
+    pending = list(plan(rows, limits, max_gap))
+    while pending:
+        block = pending.pop(0)
+        try:
+            words = await bus.read_registers(unit, block.address, block.count)
+        except ModbusExceptionReply as exc:
+            if exc.code not in ADAPTS_TO:
+                raise
+            answers.limits, instead = after_refusal(answers.limits, block, exc.code)
+            if len(block.registers) == 1:
+                answers.refused[block.registers[0]] = exc.code
+            pending[0:0] = instead
+            continue
+        answers.limits = after_answer(answers.limits, block)
+        answers.blocks.append((block, words))
+    return answers
+
+
+async def read_rows(bus: BusClient, unit: int, rows: Sequence[Register],
+                    scales: Mapping[int, int], limits: ReadLimits = NOTHING_REFUSED,
+                    ) -> tuple[dict[str, Number | None], ReadLimits]:
+    """Values by state key of ``rows`` (rows the meter lacks have none), and what was learnt."""
+    answers = await read_adaptive(bus, unit, rows, limits)
+    return decode_answers(answers.blocks, scales), answers.limits
+
+
+@dataclass(slots=True)
 class Reading:
     unit: int
     identity: Identity
@@ -75,6 +126,8 @@ class Reading:
     values: dict[str, Number | None]
     valid: frozenset[str]
     state: dict[str, StateValue] = field(default_factory=dict)
+    #: What the meter refused while being read (registers it lacks, the longest read).
+    limits: ReadLimits = NOTHING_REFUSED
 
 
 async def read_once(bus: BusClient, unit: int, profile: MeterProfile) -> Reading:
@@ -82,10 +135,13 @@ async def read_once(bus: BusClient, unit: int, profile: MeterProfile) -> Reading
     identity = await read_identity(bus, unit, profile)
     setup = await read_setup(bus, unit, profile)
     blocks = profile.measurement_plan(setup.system_type, include_uncertain=True)
-    values = await read_blocks(bus, unit, blocks, setup.scales)
+    rows = [row for block in blocks for row in block.registers]
+    values, limits = await read_rows(bus, unit, rows, setup.scales)
     valid = profile.valid_keys(setup.system_type,
                                profile.reported_uncertain(values, setup.system_type))
-    return Reading(unit, identity, setup, values, valid, meter_state(setup, values, valid))
+    valid -= absent_keys(limits, rows)  # the meter does not have them: not published
+    return Reading(unit, identity, setup, values, valid, meter_state(setup, values, valid),
+                   limits)
 
 
 #: Energy totals above this are not a meter's float map (a different device answered).

@@ -20,12 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bridge.meters.series4000 import points as s4k
+from bridge.model.exception_codes import ILLEGAL_ADDRESS, ILLEGAL_VALUE
 from bridge.model.registers import Access
 from bridge.sim.image import register_image
 from bridge.sim.quirks import Quirks
 from bridge.sim.setup import (
-    ILLEGAL_ADDRESS,
-    ILLEGAL_VALUE,
     SUPPLY_V_LN,
     Setup,
     apply_write,

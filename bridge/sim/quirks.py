@@ -11,10 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bridge.meters.series4000 import points as s4k
-
-ILLEGAL_FUNCTION = 1
-ILLEGAL_ADDRESS = 2
-ILLEGAL_VALUE = 3
+from bridge.model.exception_codes import ILLEGAL_ADDRESS, ILLEGAL_VALUE
 
 #: The Modbus limit for one read of holding registers (function 0x03).
 MODBUS_MAX_READ = 125

@@ -30,9 +30,8 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from bridge.meters.series4000 import points as s4k
 from bridge.model.registers import Access
-from bridge.sim import model as sim_model
+from bridge.sim.dumped import identification_of, refusal_of, slave_id_of
 from bridge.sim.model import SimulatedMeter
-from bridge.sim.quirks import identification_objects, read_refusal
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +49,14 @@ class _SlaveIdAnswer(ModbusPDU):
     function_code = 0x11
     rtu_byte_count_pos = 2
 
-    def __init__(self, text: bytes = b"", dev_id: int = 1, transaction_id: int = 0) -> None:
+    def __init__(self, slave_id: int = 0, running: bool = True, text: bytes = b"",
+                 dev_id: int = 1, transaction_id: int = 0) -> None:
         super().__init__(transaction_id=transaction_id, dev_id=dev_id)
-        self.text = text
+        self.slave_id, self.running, self.text = slave_id, running, text
 
     def encode(self) -> bytes:
-        body = bytes([sim_model.SLAVE_ID, 0xFF]) + self.text  # 0xFF: the application runs
+        # Run status 0xFF: the application runs; 0x00: the boot system.
+        body = bytes([self.slave_id, 0xFF if self.running else 0x00]) + self.text
         return bytes([len(body)]) + body
 
     def decode(self, data: bytes) -> None:
@@ -68,8 +69,12 @@ class _SlaveIdRequest(ReportDeviceIdRequest):
         meter = _meter_of(context, device_id)
         if meter is None or not meter.alive:
             return None
-        return _SlaveIdAnswer(sim_model.SLAVE_ID_TEXT.encode(), dev_id=device_id,
-                              transaction_id=self.transaction_id)
+        answer = slave_id_of(meter)
+        if isinstance(answer, int):
+            return ExceptionResponse(self.function_code, answer, device_id=device_id,
+                                     transaction=self.transaction_id)
+        return _SlaveIdAnswer(answer.slave_id, answer.running, answer.text.encode(),
+                              dev_id=device_id, transaction_id=self.transaction_id)
 
 
 class _DeviceInfoRequest(ReadDeviceInformationRequest):
@@ -78,10 +83,10 @@ class _DeviceInfoRequest(ReadDeviceInformationRequest):
         meter = _meter_of(context, device_id)
         if meter is None or not meter.alive:
             return None
-        objects = identification_objects(meter.quirks, meter.firmware)
-        if objects is None:
-            return ExceptionResponse(self.function_code, ExcCodes.ILLEGAL_FUNCTION,
-                                     device_id=device_id, transaction=self.transaction_id)
+        objects = identification_of(meter)
+        if isinstance(objects, int):
+            return ExceptionResponse(self.function_code, objects, device_id=device_id,
+                                     transaction=self.transaction_id)
         # The meter's own objects (pymodbus keeps one identity per process, not per unit).
         return ReadDeviceInformationResponse(
             read_code=self.read_code, information={k: v.encode() for k, v in objects.items()},
@@ -151,7 +156,7 @@ class Simulator:
             if result is not None:
                 return ExcCodes(result)
             return None
-        refusal = read_refusal(meter.quirks, address + 1, count)
+        refusal = refusal_of(meter, address + 1, count)
         if refusal is not None:
             return ExcCodes(refusal)
         meter.tick()

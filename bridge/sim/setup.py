@@ -13,9 +13,7 @@ from dataclasses import dataclass
 
 from bridge.meters.series4000 import points as s4k
 from bridge.meters.series4000 import rules
-
-ILLEGAL_ADDRESS = 2
-ILLEGAL_VALUE = 3
+from bridge.model.exception_codes import ILLEGAL_ADDRESS, ILLEGAL_VALUE
 
 #: What the simulated installation is really wired to (nominal L-N volts per system type).
 SUPPLY_V_LN = {10: 230.0, 11: 120.0, 12: 120.0, 31: 277.0, 40: 230.0}

@@ -22,7 +22,7 @@ from bridge.meters.profile import (
     Write,
 )
 from bridge.meters.series4000 import commands, points, rules, setup, validity
-from bridge.model.registers import ReadBlock
+from bridge.model.registers import ReadBlock, Register
 from bridge.model.values import Number
 
 
@@ -35,6 +35,7 @@ class Series4000Profile:
     system_types: tuple[int, ...] = tuple(points.SYSTEM_TYPES)
     settings: tuple[Setting, ...] = points.SETTINGS
     commands: tuple[Command, ...] = points.COMMANDS
+    register_map: tuple[Register, ...] = points.ALL_REGISTERS
     reset_count_wait_s: float = rules.RESET_COUNT_WAIT_S
 
     def system_type_label(self, code: int) -> str:
