@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from bridge.errors import ConfigError
+from bridge.model.ha_release import HaVersion, parse_version
 from bridge.model.quantities import BY_KEY
 
 NAME_RE = re.compile(r"^[a-z0-9_]+$")
@@ -54,7 +55,14 @@ def _in_range(lo: float, hi: float) -> AfterValidator:
     return AfterValidator(check)
 
 
+def _ha_release(value: str) -> str:
+    if parse_version(value) is None:
+        raise ValueError("must be a Home Assistant release like 2025.6 or 2025.6.1")
+    return value
+
+
 Name = Annotated[str, AfterValidator(_name)]
+HaRelease = Annotated[str, AfterValidator(_ha_release)]
 Topic = Annotated[str, AfterValidator(_topic)]
 
 
@@ -94,7 +102,14 @@ class MqttConfig(Strict):
     #: ``device``: one discovery message per meter (Home Assistant >= 2024.12);
     #: ``component``: one per entity, for older Home Assistant.
     discovery_mode: Literal["device", "component"] = "device"
+    #: The Home Assistant release (e.g. ``2025.6``), when known: newer device classes are used
+    #: from it on. Unset: the description every release since 2025.4 accepts.
+    homeassistant_version: HaRelease | None = None
     keepalive: Annotated[int, _in_range(5, 3600)] = 30
+
+    @property
+    def ha_version(self) -> HaVersion | None:
+        return parse_version(self.homeassistant_version) if self.homeassistant_version else None
 
     @property
     def effective_port(self) -> int:

@@ -60,8 +60,12 @@ class FakeSupervisor:
     last one repeats). Each answer is ``(status, json_body)``."""
 
     answers: list[tuple[int, Any]]
+    #: The requests for /services/mqtt.
     requests: list[tuple[str, str | None]] = field(default_factory=list)
     url: str = ""
+    #: The answer to GET /core/info (Home Assistant's release), and the requests for it.
+    core_info: tuple[int, Any] = (200, {"result": "ok", "data": {"version": "2025.4.4"}})
+    core_requests: list[str] = field(default_factory=list)
 
     @staticmethod
     def ok(**data: Any) -> tuple[int, Any]:
@@ -77,17 +81,24 @@ MOSQUITTO = {"host": "core-mosquitto", "port": 1883, "ssl": False, "protocol": "
 
 
 @contextmanager
-def fake_supervisor(*answers: tuple[int, Any]) -> Iterator[FakeSupervisor]:
+def fake_supervisor(*answers: tuple[int, Any],
+                    core_info: tuple[int, Any] | None = None) -> Iterator[FakeSupervisor]:
     fake = FakeSupervisor(list(answers))
+    if core_info is not None:
+        fake.core_info = core_info
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            fake.requests.append((self.path, self.headers.get("Authorization")))
-            index = min(len(fake.requests), len(fake.answers)) - 1
-            status, body = fake.answers[index]
+            if self.path == "/core/info":
+                fake.core_requests.append(self.path)
+                status, body = fake.core_info
+            else:
+                fake.requests.append((self.path, self.headers.get("Authorization")))
+                index = min(len(fake.requests), len(fake.answers)) - 1
+                status, body = fake.answers[index]
             if self.headers.get("Authorization") != f"Bearer {TOKEN}":
                 status, body = 403, {"result": "error", "message": "invalid token"}
-            elif self.path != "/services/mqtt":
+            elif self.path not in ("/services/mqtt", "/core/info"):
                 status, body = 404, {"result": "error", "message": "Service does not exist"}
             data = json.dumps(body).encode()
             self.send_response(status)

@@ -29,7 +29,12 @@ import yaml
 from bridge import __version__
 from bridge.addon import health
 from bridge.addon.options import Broker, Mapped, to_config, translate, uses_service_broker
-from bridge.addon.supervisor import DEFAULT_URL, SupervisorError, fetch_mqtt_service
+from bridge.addon.supervisor import (
+    DEFAULT_URL,
+    SupervisorError,
+    fetch_core_version,
+    fetch_mqtt_service,
+)
 from bridge.config import Config, parse_config
 from bridge.errors import ConfigError
 from bridge.files import write_atomic
@@ -103,9 +108,13 @@ def prepare(args: argparse.Namespace, env: dict[str, str]) -> tuple[Config, Path
     options = read_options(args.options)
     if not isinstance(options, dict):
         raise ConfigError(f"{args.options}: expected a mapping of options")
-    broker = learn_broker(options, env.get(URL_ENV, DEFAULT_URL), env.get("SUPERVISOR_TOKEN"),
-                          args.wait)
+    url, token = env.get(URL_ENV, DEFAULT_URL), env.get("SUPERVISOR_TOKEN")
+    broker = learn_broker(options, url, token, args.wait)
     mapped = to_config(options, broker, str(args.data_dir / "state"))
+    version = fetch_core_version(url, token)
+    if version is not None:
+        log.info("Home Assistant %s", version)
+        mapped.config["mqtt"]["homeassistant_version"] = version
     config = check(mapped)
     path = args.data_dir / "config.yaml"
     header = ("# Written by the add-on at every start from its options; edit the options in "

@@ -24,6 +24,7 @@ from typing import Any
 
 from bridge.addon.options import Broker
 from bridge.errors import BridgeError
+from bridge.model.ha_release import parse_version
 
 log = logging.getLogger(__name__)
 
@@ -63,18 +64,51 @@ def fetch_mqtt_service(base_url: str, token: str | None, timeout: float = 10.0,
 
 def _fetch_once(base_url: str, token: str, timeout: float) -> Broker:
     url = base_url.rstrip("/") + "/services/mqtt"
+    status, body = _get(url, token, timeout)
+    return _answer(url, status, body)
+
+
+def _get(url: str, token: str, timeout: float) -> tuple[int, bytes]:
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}",
                                                    "Accept": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            status, body = response.status, response.read()
+            return response.status, response.read()
     except urllib.error.HTTPError as exc:
-        status, body = exc.code, exc.read()
+        return exc.code, exc.read()
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise SupervisorError(f"cannot reach the Supervisor at {url}: {reason}",
                               transient=True) from None
-    return _answer(url, status, body)
+
+
+def fetch_core_version(base_url: str, token: str | None, timeout: float = 5.0) -> str | None:
+    """The Home Assistant release from ``GET {base}/core/info``, or None (with a warning) when
+    the Supervisor does not say: discovery then keeps the description every release accepts.
+
+    The answer is ``{"result": "ok", "data": {"version": "2025.6.1", ...}}``; info calls need
+    no API role.
+    """
+    if not token:
+        return None
+    url = base_url.rstrip("/") + "/core/info"
+    try:
+        status, body = _get(url, token, timeout)
+    except SupervisorError as exc:
+        log.warning("%s; Home Assistant's release is unknown, newer device classes are not used",
+                    exc)
+        return None
+    try:
+        payload: Any = json.loads(body.decode("utf-8")) if body else {}
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        payload = {}
+    data = payload.get("data") if isinstance(payload, dict) else None
+    version = data.get("version") if isinstance(data, dict) else None
+    if status != 200 or not isinstance(version, str) or parse_version(version) is None:
+        log.warning("no Home Assistant release in the answer to %s (HTTP %d); newer device "
+                    "classes are not used", url, status)
+        return None
+    return version
 
 
 def _answer(url: str, status: int, body: bytes) -> Broker:

@@ -88,7 +88,8 @@ class Service:
         self.announcer = Announcer(self.hub, self.topics, mode=config.mqtt.discovery_mode,
                                    enabled=config.mqtt.discovery,
                                    store=state_dir / "discovery.json",
-                                   own_prefix=self.naming.unique_prefix + "_")
+                                   own_prefix=self.naming.unique_prefix + "_",
+                                   ha_version=config.mqtt.ha_version)
         self.meter_devices = MeterDevices(self.announcer, self.topics, self.naming, profile)
         self.pollers: list[BusPoller] = []
         self.poller_of: dict[str, BusPoller] = {}

@@ -30,7 +30,8 @@ async def print_discovery(config: Config, system_type: int | None, out: TextIO,
     sent: list[tuple[str, str]] = []
     hub = Hub()
     hub.observers.append(lambda topic, payload, retain: sent.append((topic, payload)))
-    devices = MeterDevices(Announcer(hub, topics, mode=config.mqtt.discovery_mode), topics,
+    devices = MeterDevices(Announcer(hub, topics, mode=config.mqtt.discovery_mode,
+                                     ha_version=config.mqtt.ha_version), topics,
                            Naming(config.bridge_id), profile)
     failed = 0
     for bus in config.buses:

@@ -22,6 +22,8 @@ from bridge.homeassistant import discovery
 from bridge.homeassistant.discovery import DeviceInfo
 from bridge.homeassistant.entities import Component
 from bridge.homeassistant.record import DiscoveryRecord
+from bridge.homeassistant.versions import for_version
+from bridge.model.ha_release import HaVersion
 from bridge.model.topics import Topics
 from bridge.mqtt.hub import DISCOVERY, Hub
 
@@ -30,10 +32,13 @@ log = logging.getLogger(__name__)
 
 class Announcer:
     def __init__(self, hub: Hub, topics: Topics, *, mode: str = "device", enabled: bool = True,
-                 store: Path | None = None, own_prefix: str | None = None) -> None:
+                 store: Path | None = None, own_prefix: str | None = None,
+                 ha_version: HaVersion | None = None) -> None:
         self.hub = hub
         self.topics = topics
         self.mode = mode
+        #: The Home Assistant release, when known: newer device classes are used from it on.
+        self.ha_version = ha_version
         self.enabled = enabled
         self.record = DiscoveryRecord(store)
         #: Node ids of this bridge start with this (see :mod:`bridge.model.naming`).
@@ -67,7 +72,7 @@ class Announcer:
         if not self.enabled or node_id not in self._devices:
             return False
         device, availability, state_topic = self._devices[node_id]
-        current = self.components(node_id)
+        current = for_version(self.components(node_id), self.ha_version)
         announced = self._announced.get(node_id, {})
         removed = discovery.removed_components(announced, current)
         if self.mode == "device":
