@@ -4,7 +4,9 @@ through the read path."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -20,16 +22,21 @@ from bridge.modbus.links import TcpLink
 from bridge.modbus.reader import read_once
 from bridge.model import codec
 from bridge.model.dump import DumpError, RegisterDump, from_json, to_json
+from bridge.sim.broker import Broker
 from bridge.sim.dumped import DumpedMeter
 from bridge.sim.quirks import Quirks
 from bridge.sim.server import Simulator
 from tests.conftest import run_cli
+from tests.mqtt_helpers import recorder
+from tests.service_helpers import bridge_config, running, tcp_bus
 from tests.test_service_e2e import SETTINGS_KEYS, STATUS_KEYS
 from tests.test_validity import EXPECTED
 
 DUMPS = sorted((Path(__file__).parent / "fixtures" / "dumps").glob("*.json"))
 QUIRKY = Quirks(max_read_registers=60, missing=frozenset(range(343, 347)))
 LACKED_KEYS = {"energy_b_kwh", "energy_c_kwh"}  # floats 343-346
+STATE = "series4000/main/state"
+DEVICE = "homeassistant/device/series4000_main_main/config"
 
 
 async def test_read_json_around_a_meter_that_refuses_long_reads_and_lacks_registers(
@@ -148,3 +155,49 @@ async def test_simulate_from_a_bad_dump_is_a_usage_error(tmp_path: Path) -> None
     bad.write_text("{}")
     code, _, err = await run_cli("simulate", "--tcp", "127.0.0.1:0", "--from-dump", str(bad))
     assert code == 2 and "--from-dump" in err and "format: must be" in err
+
+
+async def until(condition: Any, what: str, timeout: float = 20) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+async def test_run_publishes_around_a_meter_that_refuses(broker: Broker, sim_factory: Any,
+                                                         tmp_path: Path,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """The service learns the meter's limits once, warns once naming the registers, and
+    publishes and announces every other valid quantity, poll after poll."""
+    caplog.set_level(logging.INFO)
+    sim = sim_factory([1], 40, frozen=True)
+    sim.meters[1].quirks = QUIRKY
+    _, port = await sim.serve_tcp()
+    meter = {"name": "main", "unit": 1, "poll_interval": 0.2}
+    cfg = bridge_config(broker.port, [tcp_bus(port, [meter])], tmp_path)
+    async with recorder(broker.port) as rec, running(cfg) as service:
+        rt = service.pollers[0].meters["main"]
+        # The longest read is bisected over the first polls (a refused probe in some)...
+        await until(lambda: rt.polls >= 8, "eight polls")
+        # ...then every poll is two requests (60 + 30 registers) and nothing is refused.
+        refused, requests, polls = sim.refused_reads, sim.requests, rt.polls
+        await until(lambda: rt.polls >= polls + 5, "five more polls")
+        assert sim.refused_reads == refused
+        assert len(rt.full_blocks) == 2 and max(b.count for b in rt.full_blocks) <= 60
+        assert sim.requests - requests <= 2 * (rt.polls - polls) + 2
+        state = (await rec.wait_message(STATE, 10)).json()
+        device = rec.last_json(DEVICE)
+    measured = set(state) - SETTINGS_KEYS - STATUS_KEYS
+    assert measured == EXPECTED[40] - LACKED_KEYS
+    truth = sim.meters[1].state()
+    for key in measured:
+        assert state[key] == pytest.approx(truth[key], rel=1e-6), key
+    # (A component that is only {"platform": ...} is the marker that removes it.)
+    sensors = {k for k, c in device["components"].items()
+               if c.get("platform") == "sensor" and len(c) > 1}
+    assert not sensors & LACKED_KEYS and measured <= sensors
+    warnings = [r.getMessage() for r in caplog.records
+                if r.levelno == logging.WARNING and "reading around it" in r.getMessage()]
+    assert warnings == ["main: the meter does not have registers 343-346; refuses reads of 90 "
+                        "registers or more (answered 44); reading around it"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -23,12 +23,13 @@ from bridge.config import BusConfig, PublishConfig
 from bridge.core.availability import Availability
 from bridge.core.commands import CommandRequest, execute
 from bridge.core.publishing import should_publish
-from bridge.core.runtime import MeterRuntime, apply_setup, ingest, state_of
+from bridge.core.runtime import MeterRuntime, apply_setup, ingest, learn, state_of
 from bridge.errors import DecodeError, ModbusError
 from bridge.meters.profile import MeterProfile, MeterSetup
 from bridge.modbus.client import BusClient
-from bridge.modbus.reader import decode_answers, read_identity, read_setup
+from bridge.modbus.reader import decode_answers, read_identity, read_planned, read_setup
 from bridge.model.naming import Naming
+from bridge.model.read_limits import ReadLimits
 from bridge.model.registers import ReadBlock
 from bridge.model.topics import OFFLINE, ONLINE, Topics
 from bridge.mqtt.hub import AVAILABILITY, STATE, Hub
@@ -217,13 +218,22 @@ class BusPoller:
         assert rt.setup is not None
         scales = rt.setup.scales
         started = self.clock()
-        answers = [(block, await self.client.read_registers(rt.cfg.unit, block.address,
-                                                             block.count))
-                   for block in blocks]
+        answers = await read_planned(self.client, rt.cfg.unit, blocks, rt.limits)
         now = self.clock()
-        rt.response_ms = (now - started) * 1000.0 / max(len(blocks), 1)
+        rt.response_ms = (now - started) * 1000.0 / max(len(answers.blocks), 1)
         rt.polls += 1
-        asyncio.get_running_loop().call_soon(self._process, rt, answers, scales, full)
+        if answers.limits != rt.limits:
+            self._learn(rt, answers.limits)
+        asyncio.get_running_loop().call_soon(self._process, rt, answers.blocks, scales, full)
+
+    def _learn(self, rt: MeterRuntime, limits: ReadLimits) -> None:
+        """The meter refused part of a read: read around it from now on."""
+        valid = rt.valid
+        news = learn(rt, limits)
+        if news:
+            log.warning("%s: the meter %s; reading around it", rt.name, news)
+        if rt.valid != valid:
+            self._announce(rt)
 
     def _process(self, rt: MeterRuntime, answers: Sequence[tuple[ReadBlock, Sequence[int]]],
                  scales: Mapping[int, int], full: bool) -> None:

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from bridge.config import MeterConfig
 from bridge.core.publishing import AvailabilityGate
 from bridge.meters.profile import Identity, MeterProfile, MeterSetup, meter_state
-from bridge.model.registers import ReadBlock, plan_reads
+from bridge.model.read_limits import NOTHING_REFUSED, ReadLimits, absent_keys, describe, plan
+from bridge.model.registers import ReadBlock
 from bridge.model.values import Dropped, Number, StateValue, sanitize
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ class MeterRuntime:
     last_state_time: float = 0.0
     #: When a demand command was last accepted (the meter ignores them within 10 s).
     last_demand_command: float | None = None
+    #: What the meter refused (long reads, registers it lacks), kept while the bridge runs.
+    limits: ReadLimits = NOTHING_REFUSED
 
     @property
     def name(self) -> str:
@@ -89,12 +92,26 @@ def replan(rt: MeterRuntime) -> None:
     """Valid keys and read plans for the present wiring."""
     assert rt.setup is not None
     st = rt.setup.system_type
-    rt.valid = rt.profile.valid_keys(st, rt.reported)
-    rt.full_blocks = rt.profile.measurement_plan(st, rt.reported, include_uncertain=not rt.probed)
+    rows = [r for b in rt.profile.measurement_plan(st, rt.reported,
+                                                   include_uncertain=not rt.probed)
+            for r in b.registers]
+    # Keys whose registers the meter does not have are absent: neither published nor announced.
+    rt.valid = rt.profile.valid_keys(st, rt.reported) - absent_keys(rt.limits, rows)
+    rt.full_blocks = plan(rows, rt.limits)
     fast = set(rt.cfg.fast_keys)
     fast_rows = [r for b in rt.full_blocks for r in b.registers if r.key in fast]
-    rt.fast_blocks = plan_reads(fast_rows) if fast_rows else ()
+    rt.fast_blocks = plan(fast_rows, rt.limits) if fast_rows else ()
     rt.values = {k: v for k, v in rt.values.items() if k in rt.valid}
+
+
+def learn(rt: MeterRuntime, limits: ReadLimits) -> str | None:
+    """Keep what a read taught about the meter's refusals and replan. Returns what to warn
+    about once: registers it lacks, or the first read it refused as too long."""
+    old, rt.limits = rt.limits, limits
+    if rt.setup is not None:
+        replan(rt)
+    news = limits.missing != old.missing or (limits.refused is not None and old.refused is None)
+    return describe(limits) if news else None
 
 
 def ingest(rt: MeterRuntime, decoded: Mapping[str, Number | None],

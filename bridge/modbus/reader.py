@@ -91,8 +91,15 @@ async def read_adaptive(bus: BusClient, unit: int, rows: Sequence[Register],
                         limits: ReadLimits = NOTHING_REFUSED, max_gap: int = 10) -> Answers:
     """Read ``rows`` in as few requests as the meter answers, adapting the plan to its
     refusals (exceptions 02 and 03, see :mod:`bridge.model.read_limits`)."""
+    return await read_planned(bus, unit, plan(rows, limits, max_gap), limits)
+
+
+async def read_planned(bus: BusClient, unit: int, blocks: Sequence[ReadBlock],
+                       limits: ReadLimits = NOTHING_REFUSED) -> Answers:
+    """Read ``blocks`` (planned with ``limits``); a block the meter refuses with 02 or 03 is
+    replaced by what the refusal teaches. Other exceptions are raised."""
     answers = Answers(limits=limits)
-    pending = list(plan(rows, limits, max_gap))
+    pending = list(blocks)
     while pending:
         block = pending.pop(0)
         try:

@@ -121,6 +121,8 @@ class Simulator:
     meters: dict[int, SimulatedMeter]
     write_log: list[WriteRecord] = field(default_factory=list)
     requests: int = 0
+    #: Reads answered with an exception (a meter's quirks or a dump's refused ranges).
+    refused_reads: int = 0
     _echo: dict[tuple[int, int], int] = field(default_factory=dict)
     _servers: list[Any] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -158,6 +160,7 @@ class Simulator:
             return None
         refusal = refusal_of(meter, address + 1, count)
         if refusal is not None:
+            self.refused_reads += 1
             return ExcCodes(refusal)
         meter.tick()
         image = meter.registers()
