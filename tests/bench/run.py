@@ -43,6 +43,7 @@ from tests.bench.harness import (
     rss_mb,
     wait_answered,
 )
+from tests.bench.limits import limited_reads
 
 Result = dict[str, Any]
 
@@ -250,6 +251,10 @@ async def main(quick: bool, repeats: int) -> Result:
         print(f"tiered: power age max {t['power_age_s'].get('max')} s, slowest quantity "
               f"max {t['slowest_quantity_age_s'].get('max')} s, rss {t['rss_mb']} MB",
               flush=True)
+        results["limited_reads"] = lr = await limited_reads(broker, window)
+        print(f"meters taking at most 60 registers per read: "
+              f"{lr['max_60']['requests_per_poll']} requests per poll, poll rate "
+              f"{lr['poll_rate_ratio']:.0%} of meters taking 90", flush=True)
     results["finished"] = time.strftime("%F %T")
     return results
 
@@ -298,6 +303,7 @@ def table(results: Result) -> str:
     tr = results["tiered"]
     t40 = results["tiered_40"]
     mq = results["mqtt"]
+    lr = results["limited_reads"]
     lines += [
         "",
         f"- 10 ms meter turnaround, 10 meters at 19200: utilisation {t10['utilisation']:.3f}, "
@@ -323,6 +329,13 @@ def table(results: Result) -> str:
         f"{t40['slowest_quantity_age_s'].get('max')} s",
         f"- memory with {tr['meters']} meters: {tr['rss_mb']} MB resident, growth "
         f"{tr['rss_growth_mb']} MB over {tr['window_s']} s",
+        f"- meters that take at most 60 registers per read ({lr['max_60']['meters']} at "
+        f"{lr['max_60']['baud']}): {lr['max_60']['requests_per_poll']} requests per poll "
+        f"(plan {lr['max_60']['plan_registers']} registers) against "
+        f"{lr['whole']['requests_per_poll']} ({lr['whole']['plan_registers']}); polls per "
+        f"second {lr['max_60']['polls_per_s']} against {lr['whole']['polls_per_s']} "
+        f"({lr['poll_rate_ratio']:.0%}); learning took {lr['max_60']['learning']['refused']} "
+        f"refused requests in the first {lr['max_60']['learning']['polls']} polls, none after",
         f"- MQTT per meter poll: {mq['no_deadband']['mqtt_messages_per_poll']} messages, "
         f"{mq['no_deadband']['mqtt_bytes_per_poll']} bytes without deadband; "
         f"{mq['deadband']['mqtt_messages_per_poll']} messages, "
