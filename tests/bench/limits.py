@@ -19,7 +19,7 @@ from bridge.sim.broker import Broker
 from bridge.sim.quirks import Quirks
 from bridge.sim.server import Simulator
 from tests.bench.emulator import BusEmulator
-from tests.bench.harness import bus_config
+from tests.bench.harness import bus_config, counters_delta, ideal_s
 
 Result = dict[str, Any]
 
@@ -51,11 +51,13 @@ async def read_cost(broker: Broker, window_s: float, quirks: Quirks, meters: int
                 learning = {"requests": sim.requests, "refused": sim.refused_reads,
                             "polls": sum(rt.polls for rt in runtimes)}
                 polls0, requests0, refused0 = learning["polls"], sim.requests, sim.refused_reads
+                c0 = bus.counters.__class__(**vars(bus.counters))
                 t0 = time.monotonic()
                 await asyncio.sleep(window_s)
                 elapsed = time.monotonic() - t0
                 polls = sum(rt.polls for rt in runtimes) - polls0
                 requests, refused = sim.requests - requests0, sim.refused_reads - refused0
+                wire_s = ideal_s(bus, counters_delta(c0, bus.counters))
                 blocks = [b.count for b in runtimes[0].full_blocks]
             finally:
                 stop.set()
@@ -67,6 +69,9 @@ async def read_cost(broker: Broker, window_s: float, quirks: Quirks, meters: int
         "max_read_registers": quirks.max_read_registers, "meters": meters, "baud": baud,
         "window_s": round(elapsed, 2), "polls_per_s": round(polls / elapsed, 2),
         "requests_per_poll": round(requests / polls, 3) if polls else None,
+        # Line time per poll at the baud rate (frames and silences): what the extra requests
+        # cost whatever the machine's load.
+        "wire_ms_per_poll": round(1000 * wire_s / polls, 2) if polls else None,
         "refused_after_warmup": refused, "plan_registers": blocks,
         "learning": {"polls": learning["polls"], "requests": learning["requests"],
                      "refused": learning["refused"]},
@@ -77,4 +82,4 @@ async def limited_reads(broker: Broker, window_s: float) -> Result:
     whole = await read_cost(broker, window_s, Quirks())
     limited = await read_cost(broker, window_s, Quirks(max_read_registers=60))
     return {"whole": whole, "max_60": limited,
-            "poll_rate_ratio": round(limited["polls_per_s"] / whole["polls_per_s"], 3)}
+            "wire_time_ratio": round(limited["wire_ms_per_poll"] / whole["wire_ms_per_poll"], 3)}

@@ -253,8 +253,8 @@ async def main(quick: bool, repeats: int) -> Result:
               flush=True)
         results["limited_reads"] = lr = await limited_reads(broker, window)
         print(f"meters taking at most 60 registers per read: "
-              f"{lr['max_60']['requests_per_poll']} requests per poll, poll rate "
-              f"{lr['poll_rate_ratio']:.0%} of meters taking 90", flush=True)
+              f"{lr['max_60']['requests_per_poll']} requests per poll, line time per poll "
+              f"{lr['wire_time_ratio']:.2f}x that of meters taking 90", flush=True)
     results["finished"] = time.strftime("%F %T")
     return results
 
@@ -332,10 +332,11 @@ def table(results: Result) -> str:
         f"- meters that take at most 60 registers per read ({lr['max_60']['meters']} at "
         f"{lr['max_60']['baud']}): {lr['max_60']['requests_per_poll']} requests per poll "
         f"(plan {lr['max_60']['plan_registers']} registers) against "
-        f"{lr['whole']['requests_per_poll']} ({lr['whole']['plan_registers']}); polls per "
-        f"second {lr['max_60']['polls_per_s']} against {lr['whole']['polls_per_s']} "
-        f"({lr['poll_rate_ratio']:.0%}); learning took {lr['max_60']['learning']['refused']} "
-        f"refused requests in the first {lr['max_60']['learning']['polls']} polls, none after",
+        f"{lr['whole']['requests_per_poll']} ({lr['whole']['plan_registers']}); line time per "
+        f"poll {lr['max_60']['wire_ms_per_poll']} ms against {lr['whole']['wire_ms_per_poll']}"
+        f" ms ({lr['wire_time_ratio']:.2f}x); learning took "
+        f"{lr['max_60']['learning']['refused']} refused requests in the first "
+        f"{lr['max_60']['learning']['polls']} polls, none after",
         f"- MQTT per meter poll: {mq['no_deadband']['mqtt_messages_per_poll']} messages, "
         f"{mq['no_deadband']['mqtt_bytes_per_poll']} bytes without deadband; "
         f"{mq['deadband']['mqtt_messages_per_poll']} messages, "
