@@ -171,7 +171,7 @@ class Simulator:
     def _identity(self) -> ModbusDeviceIdentification:
         firmware = next(iter(self.meters.values())).firmware if self.meters else 0
         return ModbusDeviceIdentification(info_name={  # type: ignore[no-untyped-call]
-            "VendorName": s4k.MANUFACTURER, "ProductCode": "Series 4000",
+            "VendorName": s4k.MANUFACTURER, "ProductCode": s4k.IDENTIFICATION_PRODUCT,
             "MajorMinorRevision": s4k.firmware_label(firmware)})
 
     def _devices(self) -> list[SimDevice]:
