@@ -43,6 +43,8 @@ class Load:
     pf: list[float] = field(default_factory=lambda: [0.93, 0.87, 0.96])
     lost: set[str] = field(default_factory=set)
     frequency_hz: float = 60.0
+    #: Per-phase factor on the voltage the meter sees (a wiring fault; 0 = no voltage).
+    voltage_scale: dict[str, float] = field(default_factory=dict)
 
 
 class SimulatedMeter:
@@ -105,7 +107,8 @@ class SimulatedMeter:
         v_ln = SUPPLY_V_LN[st]
         out = {}
         for phase, angle in zip(_PHASES, _ANGLES[st], strict=False):
-            mag = 0.0 if phase in self.load.lost else v_ln * (1 + self._wander(phase, 0.004))
+            scale = 0.0 if phase in self.load.lost else self.load.voltage_scale.get(phase, 1.0)
+            mag = v_ln * scale * (1 + self._wander(phase, 0.004))
             out[phase] = cmath.rect(mag, math.radians(angle))
         return out
 
@@ -370,6 +373,10 @@ class SimulatedMeter:
             self.load.lost.add(phase)
         else:
             self.load.lost.discard(phase)
+        self._recompute()
+
+    def rewired(self) -> None:
+        """Recompute the readings after a change of the wiring (``sim.faults``)."""
         self._recompute()
 
     def state(self) -> dict[str, float]:
