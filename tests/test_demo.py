@@ -1,5 +1,5 @@
 """`make demo` as a new user runs it, headless: states for every meter and the pulse input,
-and nothing left running afterwards."""
+the wiring finding of the faulty meter, and nothing left running afterwards."""
 
 from __future__ import annotations
 
@@ -49,6 +49,8 @@ async def test_make_demo_headless(tmp_path: Path) -> None:
     for meter in ("main_panel", "garage", "cabin"):
         row = next(line for line in last.splitlines() if line.startswith(meter))
         assert "online" in row and re.search(r"\d+\s+\d+\.\d", row), row
+    # The garage meter's open B voltage tap, found by the wiring check.
+    assert "garage: voltage_missing_bn: Voltage BN reads 0 V" in last, last
     pulse = next(line for line in last.splitlines() if line.startswith("pulse input"))
     assert "(online)" in pulse and "vs meter: 0" in pulse, pulse
     port = int(re.search(r"broker 127\.0\.0\.1:(\d+)", text).group(1))  # type: ignore[union-attr]

@@ -15,7 +15,13 @@ from bridge.homeassistant.discovery import (
     device_payload,
     removed_components,
 )
-from bridge.homeassistant.entities import Component, MeterContext, components, meter_entities
+from bridge.homeassistant.entities import (
+    Component,
+    MeterContext,
+    MeterTopics,
+    components,
+    meter_entities,
+)
 from bridge.meters.series4000 import PROFILE
 from bridge.model.naming import Naming
 from bridge.model.topics import Topics
@@ -30,7 +36,7 @@ def meter_components(name: str, bridge_id: str, system_type: int,
     ctx = MeterContext(system_type, PROFILE.valid_keys(system_type), allow_writes)
     naming = Naming(bridge_id)
     return components(ENTITIES, ctx, lambda key: naming.unique_id(name, key),
-                      lambda key: T.set(name, key))
+                      MeterTopics(T.state(name), lambda key: T.set(name, key)))
 
 
 @pytest.mark.parametrize(("topic", "expected"), [

@@ -1,8 +1,10 @@
 """``python -m bridge demo``: three simulated meters, a pulse input, a local broker, the bridge,
 and a live view of what it publishes, in one process. Ctrl-C stops everything it started.
 
-The simulated main panel sends one pulse per 10 Wh, so its pulse input (a fake GPIO line driven
-by the simulator at the rate its power implies) moves every few seconds.
+The garage meter has a wiring fault (its B voltage tap is open), which the bridge's wiring
+check reports in the state and in Home Assistant's "Wiring problem" entity. The simulated main
+panel sends one pulse per 10 Wh, so its pulse input (a fake GPIO line driven by the simulator
+at the rate its power implies) moves every few seconds.
 """
 
 from __future__ import annotations
@@ -23,9 +25,12 @@ from bridge.gpio.fake import FakeGpioBackend
 from bridge.model.topics import Topics
 from bridge.mqtt.link import watch
 from bridge.sim.broker import Broker, find_mosquitto, free_port
+from bridge.sim.faults import apply_fault, parse_fault
 from bridge.sim.server import Simulator
 
 METERS = (("main_panel", 1, 40), ("garage", 2, 12), ("cabin", 3, 10))
+#: One meter is wired wrong, so that the wiring check has something to show.
+FAULTS = {"garage": "voltage_missing:b"}
 PULSE_INPUT = "main_pulses"
 
 
@@ -94,6 +99,10 @@ class LiveView:
                 f"{num('voltage_ll_v', '.1f'):>8}{num('current_a', '.2f'):>10}"
                 f"{num('power_factor', '.3f'):>6}{num('frequency_hz', '.2f'):>7}"
                 f"{num('energy_kwh', '.3f'):>12}  {', '.join(s.get('alarms', [])) or '-'}")
+        findings = [f"{name}: {line}" for name, _, _ in METERS
+                    for line in self.states.get(name, {}).get("wiring_findings", [])]
+        if findings:
+            lines += ["", "Wiring check:", *(f"  {line}" for line in findings)]
         p = self.states.get(PULSE_INPUT, {})
         lines += ["", f"pulse input {PULSE_INPUT} ({self.available.get(PULSE_INPUT, '...')}): "
                       f"{p.get('pulses', '-')} pulses, {p.get('energy_kwh', '-')} kWh, "
@@ -142,6 +151,9 @@ async def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         port = 1883 if _port_free(1883) else free_port()
         broker = Broker(host=host, port=port).start()
     sim = Simulator.build([u for _, u, _ in METERS], [t for _, _, t in METERS])
+    for name, unit, _ in METERS:
+        if name in FAULTS:
+            apply_fault(sim.meters[unit], parse_fault(FAULTS[name]))
     backend = FakeGpioBackend()
     _drive_pulses(sim, backend)
     stop = asyncio.Event()

@@ -1,6 +1,7 @@
 """Command line: ``python -m bridge <verb>`` (the verbs and exit codes the README lists).
 
-Exit codes: 0 success, 1 the meter or bus did not answer, 2 bad arguments or configuration.
+Exit codes: 0 success, 1 the meter or bus did not answer, 2 bad arguments or configuration,
+3 the wiring check found an error or a warning.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from bridge import __version__
 from bridge.cli.args import (
+    EXIT_FINDINGS,
     EXIT_NO_ANSWER,
     EXIT_OK,
     EXIT_USAGE,
@@ -66,6 +68,23 @@ def cmd_read(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     return asyncio.run(run())
+
+
+def cmd_check_wiring(args: argparse.Namespace) -> int:
+    from bridge.cli.check_wiring import run_check
+    from bridge.meters.series4000 import PROFILE
+
+    link = link_from_args(args)
+    if not 1 <= args.unit <= 247:
+        raise UsageError("--unit must be 1..247")
+    if not 0 <= args.seconds <= 600:
+        raise UsageError("--seconds must be 0..600")
+
+    async def run() -> bool:
+        bus = BusClient(link, timeout=args.timeout, retries=1)
+        return await run_check(bus, args.unit, args.seconds, args.json, PROFILE)
+
+    return EXIT_FINDINGS if asyncio.run(run()) else EXIT_OK
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
@@ -150,6 +169,7 @@ VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "check-config": cmd_check_config,
     "print-discovery": cmd_print_discovery,
     "read": cmd_read,
+    "check-wiring": cmd_check_wiring,
     "scan": cmd_scan,
     "simulate": cmd_simulate,
     "demo": cmd_demo,
@@ -186,6 +206,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="every register of the map as the meter answers it, as JSON (a "
                           "dump for simulate --from-dump and for bug reports)")
 
+    p = sub.add_parser("check-wiring",
+                       help="commissioning: check one meter's wiring and set-up (exit 3 when "
+                            "something needs attention)")
+    add_link_args(p)
+    p.add_argument("--unit", type=int, required=True, help="Modbus address 1..247")
+    p.add_argument("--json", action="store_true",
+                   help='{"system_type", "findings": [{"code", "severity", "phase", ...}]}')
+    p.add_argument("--seconds", type=float, default=5.0,
+                   help="read over this long; a finding must hold in every reading "
+                        "(default %(default)s)")
+
     p = sub.add_parser("scan", help="find Series 4000 meters on a bus")
     add_link_args(p)
     p.add_argument("--units", default="1-247", help="e.g. 1-10,20 (default 1-247)")
@@ -215,6 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="serve exactly the register image of a read --raw dump (static)")
     p.add_argument("--per-phase-without-neutral", action="store_true",
                    help="report per-phase power in types 11 and 31 instead of QNAN")
+    p.add_argument("--fault", action="append", default=[], metavar="FAULT[:ARG]",
+                   help="a wiring fault on every unit, e.g. voltage_missing:c, ct_wrong_phase:b, "
+                        "system_voltage:480 (repeatable; the README's Commissioning section "
+                        "lists them all)")
 
     p = sub.add_parser("install-service",
                        help="write the systemd unit that runs the bridge (Raspberry Pi OS)")

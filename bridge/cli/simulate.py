@@ -11,6 +11,7 @@ from bridge.cli.args import UsageError, parse_host_port, parse_units
 from bridge.meters.series4000 import points as s4k
 from bridge.model.dump import DumpError, RegisterDump, from_json
 from bridge.sim.dumped import DumpedMeter
+from bridge.sim.faults import FaultError, apply_fault, parse_fault
 from bridge.sim.quirks import MODBUS_MAX_READ, Quirks, parse_registers
 from bridge.sim.server import Simulator
 
@@ -61,6 +62,8 @@ async def run_simulator(args: argparse.Namespace) -> int:
         raise UsageError("give at least one of --tcp, --rtu-over-tcp, --pty")
     endpoints_tcp = [parse_host_port(t) for t in args.tcp]
     endpoints_rtu = [parse_host_port(t) for t in args.rtu_over_tcp]
+    if args.from_dump and args.fault:
+        raise UsageError("--fault wires a simulated meter; a dump is a real meter's registers")
     if args.from_dump:
         meter = DumpedMeter(load_dump(args.from_dump))
         sim = Simulator({meter.unit: meter})
@@ -71,6 +74,13 @@ async def run_simulator(args: argparse.Namespace) -> int:
         quirks = quirks_from_args(args)
         for simulated in sim.meters.values():
             simulated.quirks = quirks
+        try:
+            for text in args.fault:
+                fault = parse_fault(text)
+                for simulated in sim.meters.values():
+                    apply_fault(simulated, fault)
+        except FaultError as exc:
+            raise UsageError(str(exc)) from None
     stop = asyncio.Event()
     install_stop_signals(stop)
     try:
@@ -87,6 +97,8 @@ async def run_simulator(args: argparse.Namespace) -> int:
         print(f"error: cannot listen: {exc}", file=sys.stderr)
         return 2
     desc = ", ".join(f"unit {u} type {t}" for u, t in zip(units, types, strict=True))
+    if args.fault:
+        desc += f", wired with {', '.join(args.fault)}"
     print(f"serving {desc} (Ctrl-C to stop)", flush=True)
     sim.start_clock()
     await stop.wait()

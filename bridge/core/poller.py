@@ -24,6 +24,7 @@ from bridge.core.availability import Availability
 from bridge.core.commands import CommandRequest, execute
 from bridge.core.publishing import should_publish
 from bridge.core.runtime import MeterRuntime, apply_setup, ingest, learn, state_of
+from bridge.core.wiring import observe_wiring
 from bridge.errors import DecodeError, ModbusError
 from bridge.meters.profile import MeterProfile, MeterSetup
 from bridge.modbus.client import BusClient
@@ -248,6 +249,8 @@ class BusPoller:
         for drop in dropped:
             log.warning("%s: %s read %s, lower than the last published %s; not published",
                         rt.name, drop.key, drop.value, drop.floor)
+        if full:
+            observe_wiring(rt)
         self.publish_state(rt)
         if full:
             self._notify(rt, "full")

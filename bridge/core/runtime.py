@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from bridge.config import MeterConfig
 from bridge.core.publishing import AvailabilityGate
+from bridge.meters.findings import FindingHold, state_keys
 from bridge.meters.profile import Identity, MeterProfile, MeterSetup, meter_state
 from bridge.model.read_limits import NOTHING_REFUSED, ReadLimits, absent_keys, describe, plan
 from bridge.model.registers import ReadBlock
@@ -60,6 +61,8 @@ class MeterRuntime:
     last_demand_command: float | None = None
     #: What the meter refused (long reads, registers it lacks), kept while the bridge runs.
     limits: ReadLimits = NOTHING_REFUSED
+    #: The wiring check's findings (``core.wiring``).
+    wiring: FindingHold = field(default_factory=FindingHold)
 
     @property
     def name(self) -> str:
@@ -139,6 +142,7 @@ def state_of(rt: MeterRuntime) -> dict[str, StateValue]:
     if rt.setup is None:
         return {}
     state = meter_state(rt.setup, rt.values, rt.valid)
+    state.update(state_keys(rt.wiring.active))
     state["read_errors"] = rt.errors
     if rt.response_ms is not None:
         state["response_time_ms"] = round(rt.response_ms, 1)

@@ -31,8 +31,17 @@ class MeterContext:
     allow_writes: bool
 
 
-#: (unique id, command topic of a setting key) -> the component's discovery config.
-Builder = Callable[[str, Callable[[str], str]], dict[str, Any]]
+@dataclass(frozen=True, slots=True)
+class MeterTopics:
+    """The topics a meter's entities point at."""
+
+    state: str
+    #: The command topic of a setting or command key.
+    set: Callable[[str], str]
+
+
+#: (unique id, the meter's topics) -> the component's discovery config.
+Builder = Callable[[str, MeterTopics], dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +83,11 @@ def _quantity(q: Quantity) -> EntityDescription:
         def exists(ctx: MeterContext) -> bool:
             return q.key in ctx.valid
     return EntityDescription(q.key, "sensor", exists,
-                             lambda uid, _set: sensor_config(q, uid))
+                             lambda uid, _topics: sensor_config(q, uid))
 
 
 def _alarm(bit: AlarmBit, applies: Callable[[int], frozenset[str]]) -> EntityDescription:
-    def build(uid: str, _set: Callable[[str], str]) -> dict[str, Any]:
+    def build(uid: str, _topics: MeterTopics) -> dict[str, Any]:
         return {"name": bit.name, "unique_id": uid, "device_class": "problem",
                 "entity_category": "diagnostic",
                 "value_template": f"{{{{ 'ON' if '{bit.key}' in value_json.get('alarms', []) "
@@ -97,7 +106,7 @@ def _select_template(setting: Setting) -> str:
 
 
 def _setting_sensor(s: Setting) -> EntityDescription:
-    def build(uid: str, _set: Callable[[str], str]) -> dict[str, Any]:
+    def build(uid: str, _topics: MeterTopics) -> dict[str, Any]:
         cfg: dict[str, Any] = {"name": s.name, "unique_id": uid}
         if s.icon:
             cfg["icon"] = s.icon
@@ -113,11 +122,11 @@ def _setting_sensor(s: Setting) -> EntityDescription:
 def _setting_control(s: Setting) -> EntityDescription:
     # A control has its own component key, so that switching allow_writes removes the
     # read-only sensor cleanly instead of changing a component's platform in place.
-    def build(uid: str, set_topic: Callable[[str], str]) -> dict[str, Any]:
+    def build(uid: str, topics: MeterTopics) -> dict[str, Any]:
         cfg: dict[str, Any] = {"name": s.name, "unique_id": uid}
         if s.icon:
             cfg["icon"] = s.icon
-        cfg.update({"entity_category": "config", "command_topic": set_topic(s.key)})
+        cfg.update({"entity_category": "config", "command_topic": topics.set(s.key)})
         if s.kind == "select":
             cfg["options"] = [label for label, _ in s.options]
             cfg["value_template"] = _select_template(s)
@@ -132,13 +141,29 @@ def _setting_control(s: Setting) -> EntityDescription:
 
 
 def _button(c: Command) -> EntityDescription:
-    def build(uid: str, set_topic: Callable[[str], str]) -> dict[str, Any]:
+    def build(uid: str, topics: MeterTopics) -> dict[str, Any]:
         cfg: dict[str, Any] = {"name": c.name, "unique_id": uid, "entity_category": "config",
-                               "command_topic": set_topic(c.key), "payload_press": "PRESS"}
+                               "command_topic": topics.set(c.key), "payload_press": "PRESS"}
         if c.icon:
             cfg["icon"] = c.icon
         return cfg
     return EntityDescription(c.key, "button", lambda ctx: ctx.allow_writes, build)
+
+
+def _wiring_problem(info_codes: tuple[str, ...]) -> EntityDescription:
+    """On while the wiring check has an error or a warning (codes in ``wiring``, the state
+    contract; ``info_codes`` only inform); the findings with their fixes are attributes."""
+    info = ", ".join(f"'{code}'" for code in info_codes)
+
+    def build(uid: str, topics: MeterTopics) -> dict[str, Any]:
+        return {"name": "Wiring problem", "unique_id": uid, "device_class": "problem",
+                "entity_category": "diagnostic",
+                "value_template": "{{ 'ON' if value_json.get('wiring', []) "
+                                  f"| reject('in', [{info}]) | list else 'OFF' }}}}",
+                "json_attributes_topic": topics.state,
+                "json_attributes_template": "{{ {'findings': "
+                                            "value_json.get('wiring_findings', [])} | tojson }}"}
+    return EntityDescription("wiring_problem", "binary_sensor", lambda ctx: True, build)
 
 
 def meter_entities(profile: MeterProfile) -> tuple[EntityDescription, ...]:
@@ -156,6 +181,7 @@ def meter_entities(profile: MeterProfile) -> tuple[EntityDescription, ...]:
     return (
         *(_quantity(q) for q in QUANTITIES),
         *(_alarm(bit, applies) for bit in ordered_bits),
+        _wiring_problem(profile.wiring_info_codes),
         *(d for s in profile.settings for d in (_setting_sensor(s), _setting_control(s))),
         *(_button(c) for c in profile.commands),
     )
@@ -169,8 +195,7 @@ class Component:
 
 
 def components(descriptions: tuple[EntityDescription, ...], ctx: MeterContext,
-               unique_id: Callable[[str], str],
-               set_topic: Callable[[str], str]) -> dict[str, Component]:
+               unique_id: Callable[[str], str], topics: MeterTopics) -> dict[str, Component]:
     """The entities that exist for ``ctx``, keyed by component key, in description order."""
-    return {d.key: Component(d.key, d.platform, d.build(unique_id(d.key), set_topic))
+    return {d.key: Component(d.key, d.platform, d.build(unique_id(d.key), topics))
             for d in descriptions if d.exists(ctx)}

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from bridge.homeassistant.announce import Announcer
 from bridge.homeassistant.discovery import DeviceInfo
-from bridge.homeassistant.entities import MeterContext, components, meter_entities
+from bridge.homeassistant.entities import (
+    MeterContext,
+    MeterTopics,
+    components,
+    meter_entities,
+)
 from bridge.meters.profile import MeterProfile
 from bridge.model.naming import Naming, display_name
 from bridge.model.topics import Topics
@@ -45,5 +50,5 @@ class MeterDevices:
         node_id = self.naming.node_id(name)
         self.announcer.set_part(node_id, METER_PART, components(
             self.descriptions, ctx, lambda key: self.naming.unique_id(name, key),
-            lambda key: self.topics.set(name, key)))
+            MeterTopics(self.topics.state(name), lambda key: self.topics.set(name, key))))
         self.announcer.announce(node_id)

@@ -14,6 +14,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from bridge.meters.findings import Finding
 from bridge.model.registers import ReadBlock, Register
 from bridge.model.values import Number, StateValue, is_number
 
@@ -185,6 +186,15 @@ class MeterProfile(Protocol):
 
     def resets_of(self, command_key: str) -> tuple[str, ...]:
         """Accumulators a command lowers on purpose."""
+
+    @property
+    def wiring_info_codes(self) -> tuple[str, ...]:
+        """Wiring-check codes that only inform: they do not make the wiring a problem."""
+
+    def check_wiring(self, setup: MeterSetup,
+                     values: Mapping[str, Number]) -> tuple[Finding, ...]:
+        """The commissioning check over one reading: what is wrong with the wiring or the
+        set-up, each finding with its fix."""
 
 
 def meter_state(setup: MeterSetup, values: Mapping[str, Number | None],

@@ -3,7 +3,7 @@
 ``PROFILE`` is what the rest of the bridge uses; the modules beside this one hold the data
 (``points``: every register, the system types, alarm bits, settings and commands), the decoding
 of the set-up (``setup``), the validity rules (``validity``) and the command checks
-(``commands``).
+(``commands``), and the commissioning check (``wiring``, over ``wiring_basis``).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
+from bridge.meters.findings import Finding
 from bridge.meters.identity import identity_from_objects
 from bridge.meters.profile import (
     AlarmBit,
@@ -21,7 +22,15 @@ from bridge.meters.profile import (
     Setting,
     Write,
 )
-from bridge.meters.series4000 import commands, points, rules, setup, validity
+from bridge.meters.series4000 import (
+    commands,
+    points,
+    rules,
+    setup,
+    validity,
+    wiring,
+    wiring_basis,
+)
 from bridge.model.registers import ReadBlock, Register
 from bridge.model.values import Number
 
@@ -37,6 +46,7 @@ class Series4000Profile:
     commands: tuple[Command, ...] = points.COMMANDS
     register_map: tuple[Register, ...] = points.ALL_REGISTERS
     reset_count_wait_s: float = rules.RESET_COUNT_WAIT_S
+    wiring_info_codes: tuple[str, ...] = wiring_basis.INFO_CODES
 
     def system_type_label(self, code: int) -> str:
         st = points.SYSTEM_TYPES.get(code)
@@ -81,6 +91,10 @@ class Series4000Profile:
     def resets_of(self, command_key: str) -> tuple[str, ...]:
         command = points.COMMANDS_BY_KEY.get(command_key)
         return command.resets if command else ()
+
+    def check_wiring(self, setup: MeterSetup,
+                     values: Mapping[str, Number]) -> tuple[Finding, ...]:
+        return wiring.check(wiring_basis.WiringReading(setup, values))
 
 
 PROFILE = Series4000Profile()

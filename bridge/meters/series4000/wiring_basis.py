@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from bridge.meters.findings import Finding, Severity
+from bridge.meters.profile import MeterSetup
 from bridge.meters.series4000 import points as s4k
-from bridge.meters.series4000.setup import MeterSetup
 
 Number = int | float
 
