@@ -3,8 +3,9 @@
 Home Assistant runs in its own virtualenv (Python 3.13; `make test-ha` creates `.ha-venv`).
 Its `mqtt_statestream` integration publishes every entity's state back to the broker, so the
 test sees exactly the entities Home Assistant created from our discovery and the values it
-shows. After a system-type change the entity registry must have dropped the phase B/C
-entities (removal markers work in a real instance, not only in our reading of the docs).
+shows, including the Wiring problem entity of a meter with a wiring fault and its attributes.
+After a system-type change the entity registry must have dropped the phase B/C entities
+(removal markers work in a real instance, not only in our reading of the docs).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 
 from bridge.sim.broker import Broker
+from bridge.sim.faults import apply_fault, parse_fault
 from tests.mqtt_helpers import Recorder, recorder
 from tests.service_helpers import bridge_config, running, tcp_bus
 
@@ -80,11 +82,13 @@ async def test_home_assistant_creates_our_entities(broker: Broker, sim_factory: 
     (config_dir / "configuration.yaml").write_text(CONFIGURATION)
     (config_dir / ".storage" / "core.config_entries").write_text(
         json.dumps(mqtt_entry(broker.port)))
-    sim = sim_factory([1, 2], [40, 10], frozen=True)
+    sim = sim_factory([1, 2, 3], [40, 10, 40], frozen=True)
+    apply_fault(sim.meters[3], parse_fault("voltage_missing:c"))
     _, port = await sim.serve_tcp()
     meters = [{"name": "wye", "unit": 1, "poll_interval": 1, "config_interval": 5,
                "allow_writes": True},
-              {"name": "single", "unit": 2, "poll_interval": 1, "config_interval": 5}]
+              {"name": "single", "unit": 2, "poll_interval": 1, "config_interval": 5},
+              {"name": "faulty", "unit": 3, "poll_interval": 1, "config_interval": 5}]
     cfg = bridge_config(broker.port, [tcp_bus(port, meters)], tmp_path / "state")
     ha = subprocess.Popen([str(HA_PYTHON), "-m", "homeassistant", "-c", str(config_dir)],
                           stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
@@ -108,6 +112,17 @@ async def test_home_assistant_creates_our_entities(broker: Broker, sim_factory: 
             assert wye["number.wye_ct_primary_current"] == "100"
             assert wye["binary_sensor.wye_phase_loss_c"] == "off"
             assert "button.wye_reset_energy" in wye
+            # The wiring check: off for the clean meters, on for the one with an open C tap,
+            # with the finding and its fix as an attribute.
+            assert wye["binary_sensor.wye_wiring_problem"] == "off"
+            assert single["binary_sensor.single_wiring_problem"] == "off"
+            await rec.wait_for(
+                lambda r: ha_states(r, "faulty").get("binary_sensor.faulty_wiring_problem")
+                == "on", 60, "the faulty meter's Wiring problem entity on")
+            findings = json.loads(rec.last(
+                "hass_states/binary_sensor/faulty_wiring_problem/findings").payload)
+            assert findings[0].startswith("voltage_missing_cn: Voltage CN reads 0 V"), findings
+            assert "Fix: Check the voltage lead of phase C" in findings[0]
             # A single-phase meter: no B/C entities, settings read-only.
             assert not [e for e in single if e.endswith(("_b", "_c", "_bn", "_cn"))]
             assert single["sensor.single_system_type"] == "1-phase L-N 2-wire (10)"

@@ -21,7 +21,7 @@ SETTINGS_KEYS = {"system_type", "ct_primary_a", "ct_output", "pt_ratio", "system
                  "pulse_wh", "demand_subintervals", "demand_subinterval_s",
                  "phase_loss_voltage_pct", "phase_loss_imbalance_pct", "display_units"}
 STATUS_KEYS = {"max_power_w", "pulse_closure_ms", "energy_reset_count", "power_up_count",
-               "alarms", "read_errors", "response_time_ms"}
+               "alarms", "read_errors", "response_time_ms", "wiring", "wiring_findings"}
 
 
 def normalise(payload: dict[str, Any]) -> dict[str, Any]:
@@ -71,6 +71,7 @@ async def test_states_availability_and_discovery(system_type: int, broker: Broke
         assert state[key] == pytest.approx(truth[key], rel=1e-6), key
     assert state["system_type"] == system_type
     assert state["alarms"] == []
+    assert state["wiring"] == []  # a clean simulated meter
     # Every published measurement has an entity, and no entity points at an invalid key.
     sensors = {k for k, c in disc["components"].items() if c["platform"] == "sensor"}
     assert measured <= sensors

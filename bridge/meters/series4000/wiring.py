@@ -51,6 +51,8 @@ def rule_voltage_missing(reading: WiringReading) -> list[Finding]:
     lost = lost_letters(reading, missing)
     out = []
     for phase in missing:
+        if reading.system.neutral and set(LL_PAIRS.get(phase, ())) & lost:
+            continue  # an L-L voltage without a conductor that has its L-N finding
         v = reading.value(f"voltage_{phase}_v") or 0.0
         nominal = nominal_v(st, system_v, phase)
         # The conductor to check: the L-N voltage's own, or the open one of an L-L pair.
