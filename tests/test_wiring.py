@@ -336,13 +336,13 @@ def test_hold_a_passing_change_neither_raises_nor_clears() -> None:
     assert not any(cleared for _, _, cleared in active)
 
 
-def test_hold_keeps_the_latest_wording_and_tracks_findings_apart() -> None:
+def test_hold_keeps_the_first_wording_and_tracks_findings_apart() -> None:
     hold = FindingHold()
     for _ in range(2):
         hold, _ = hold_step(hold, [A, B], reads=2)
     newer = replace(A, message="newer")
     hold, changes = hold_step(hold, [newer], reads=2)
-    assert [f.message for f in hold.active] == ["newer", "m"]
+    assert [f.message for f in hold.active] == ["m", "m"]  # the state does not churn
     assert not changes.raised and not changes.cleared
     hold, changes = hold_step(hold, [newer], reads=2)
     assert [f.label for f in changes.cleared] == ["frequency_out_of_range"]

@@ -92,8 +92,9 @@ class HoldChanges:
 def hold_step(hold: FindingHold, findings: Sequence[Finding],
               reads: int = HOLD_READS) -> tuple[FindingHold, HoldChanges]:
     """Fold one reading's findings into the hold: a finding is raised after ``reads`` readings
-    in a row with it, and cleared after ``reads`` readings in a row without it. Active findings
-    take the latest wording (the measured values in a message move)."""
+    in a row with it, and cleared after ``reads`` readings in a row without it. An active
+    finding keeps the wording it was raised with: the measured values in a message move with
+    every reading, and the published state should change only when the findings do."""
     now = {f.key: f for f in findings}
     active = {f.key: f for f in hold.active}
     counts = dict(hold.pending)
@@ -111,7 +112,7 @@ def hold_step(hold: FindingHold, findings: Sequence[Finding],
         else:
             cleared.append(active[key])
     gone = {f.key for f in cleared}
-    kept = [now.get(f.key, f) for f in hold.active if f.key not in gone]
+    kept = [f for f in hold.active if f.key not in gone]
     return (FindingHold((*kept, *raised), tuple(pending.items())),
             HoldChanges(tuple(raised), tuple(cleared)))
 
