@@ -28,9 +28,7 @@ from bridge.meters.series4000.wiring_basis import (
     alarm_voltage_phase,
     current,
     finding,
-    lost_letters,
     measured_system_v,
-    missing_voltages,
     no_current,
     nominal_v,
     pct,
@@ -47,8 +45,8 @@ DIAGRAMS = {10: "1", 11: "2", 12: "3", 31: "4", 40: "5 or 6"}
 def rule_voltage_missing(reading: WiringReading) -> list[Finding]:
     st = reading.setup.system_type
     system_v = reading.setting("system_voltage_v") or 0.0
-    missing = missing_voltages(reading)
-    lost = lost_letters(reading, missing)
+    missing = reading.missing
+    lost = reading.lost
     out = []
     for phase in missing:
         if reading.system.neutral and set(LL_PAIRS.get(phase, ())) & lost:
@@ -75,7 +73,7 @@ def suggested_system_type(reading: WiringReading) -> int | None:
     """Another system type the readings fit better, if there is one."""
     system = reading.system
     st = system.code
-    lost = lost_letters(reading, missing_voltages(reading))
+    lost = reading.lost
     if lost and st in (12, 31, 40):
         # Phases without voltage and without current are not wired at all.
         if all(no_current(reading, p) for p in lost if p in system.ct_phases):
@@ -97,7 +95,7 @@ def rule_system_type_mismatch(reading: WiringReading) -> list[Finding]:
         return []
     st = reading.setup.system_type
     label = s4k.SYSTEM_TYPES[suggested].label
-    lost = sorted(lost_letters(reading, missing_voltages(reading)))
+    lost = sorted(reading.lost)
     if suggested == 40:
         message = (f"The meter is set to system type {st}, but A and B are 120 degrees apart "
                    "(AB is about sqrt(3) times the L-N voltage): the supply is three-phase.")
@@ -150,7 +148,7 @@ def rule_voltage_out_of_range(reading: WiringReading, missing: Iterable[str],
                               by_setting: bool) -> list[Finding]:
     st = reading.setup.system_type
     system_v = reading.setting("system_voltage_v")
-    lost = lost_letters(reading, missing)
+    lost = reading.lost
     # Missing voltages, and the L-L voltages of a phase without voltage, have their finding.
     skip = set(missing) | {p for p, pair in LL_PAIRS.items() if set(pair) & lost}
     found: dict[str, Finding] = {}
@@ -184,7 +182,7 @@ def rule_voltage_imbalance(reading: WiringReading, missing: Iterable[str]) -> li
     if threshold is None:
         return []
     skip = set(missing)
-    lost = lost_letters(reading, skip)
+    lost = reading.lost
     out = []
     for kind, group in (("L-N", ("an", "bn", "cn")), ("L-L", ("ab", "bc", "ca"))):
         used = [p for p in voltage_phases(reading.setup.system_type) if p in group
@@ -249,7 +247,7 @@ def rule_ct_wrong_phase(reading: WiringReading) -> list[Finding]:
 def rule_ct_no_current(reading: WiringReading, suggested: int | None) -> list[Finding]:
     phases = reading.system.ct_phases
     if suggested is not None:  # phases that are not wired are the mismatch's finding
-        lost = lost_letters(reading, missing_voltages(reading))
+        lost = reading.lost
         phases = tuple(p for p in phases if p not in lost)
     ct = reading.setting("ct_primary_a")
     loaded = [p for p in reading.system.ct_phases if ct is not None
@@ -299,8 +297,8 @@ def rule_pulse_weight(reading: WiringReading) -> list[Finding]:
 
 def check(reading: WiringReading) -> tuple[Finding, ...]:
     """Every finding of one reading, in the order of :data:`CODES`."""
-    missing = missing_voltages(reading)
-    lost = lost_letters(reading, missing)
+    missing = reading.missing
+    lost = reading.lost
     suggested = suggested_system_type(reading)
     setting = rule_system_voltage_setting(reading, missing)
     # The phase-loss alarm of a phase without voltage, or under a wrong nominal, says nothing new.

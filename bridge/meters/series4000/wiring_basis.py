@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from bridge.meters.findings import Finding, Severity
 from bridge.meters.profile import MeterSetup
@@ -65,7 +66,7 @@ CODES = tuple(SEVERITIES)
 INFO_CODES = tuple(code for code, severity in SEVERITIES.items() if severity is _I)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class WiringReading:
     """One reading of a meter: measured values (numbers only, by state key) and its set-up."""
 
@@ -75,6 +76,16 @@ class WiringReading:
     @property
     def system(self) -> s4k.SystemType:
         return s4k.SYSTEM_TYPES[self.setup.system_type]
+
+    @cached_property
+    def missing(self) -> tuple[str, ...]:
+        """The voltages the wiring uses that are missing (:func:`missing_voltages`)."""
+        return missing_voltages(self)
+
+    @cached_property
+    def lost(self) -> frozenset[str]:
+        """The phases whose conductor reads no voltage (:func:`lost_letters`)."""
+        return frozenset(lost_letters(self, self.missing))
 
     def setting(self, key: str) -> float | None:
         value = self.setup.settings.get(key)
@@ -186,7 +197,7 @@ def measured_system_v(reading: WiringReading, missing: Iterable[str]) -> float |
     leaving out missing voltages and the L-L voltages of a phase with no voltage."""
     st = reading.setup.system_type
     skip = set(missing)
-    lost = lost_letters(reading, skip)
+    lost = reading.lost
     kind = ("an",) if st == 10 else tuple(LL_PAIRS)
     volts = [reading.value(f"voltage_{p}_v") for p in voltage_phases(st)
              if p in kind and p not in skip and not set(LL_PAIRS.get(p, ())) & lost]
