@@ -25,8 +25,8 @@ from bridge.meters.findings import (
     persistent,
     state_keys,
 )
+from bridge.meters.profile import MeterSetup
 from bridge.meters.series4000 import points as s4k
-from bridge.meters.series4000.setup import MeterSetup
 from bridge.meters.series4000.wiring import check
 from bridge.meters.series4000.wiring_basis import CODES, INFO_CODES, SEVERITIES, WiringReading
 from bridge.sim.faults import FaultError, apply_fault, parse_fault
