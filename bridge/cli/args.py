@@ -1,8 +1,4 @@
-"""Command-line arguments shared by the verbs: addresses, unit lists, bus links, exit codes.
-
-Exit codes: 0 success, 1 the meter or bus did not answer, 2 bad arguments or configuration,
-3 the wiring check found an error or a warning.
-"""
+"""Command-line arguments shared by the verbs: addresses, unit lists, bus links, exit codes."""
 
 from __future__ import annotations
 
@@ -10,6 +6,7 @@ import argparse
 
 from bridge.modbus.links import Link, SerialLink, TcpLink
 
+#: 3: the wiring check found an error or a warning (``check-wiring``).
 EXIT_OK, EXIT_NO_ANSWER, EXIT_USAGE, EXIT_FINDINGS = 0, 1, 2, 3
 
 
