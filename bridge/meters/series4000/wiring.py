@@ -9,8 +9,6 @@ wiring's geometry are in ``wiring_basis``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from bridge.meters.findings import Finding
 from bridge.meters.series4000 import points as s4k
 from bridge.meters.series4000.wiring_basis import (
@@ -102,12 +100,13 @@ def rule_system_type_mismatch(reading: WiringReading) -> list[Finding]:
         fix = (f"Set the system type to {label} (front panel SETUP > S SYS, or register 130) "
                f"and connect phase C and its CT (quick install guide, diagram {DIAGRAMS[40]}).")
     else:
-        phases = " and ".join(p.upper() for p in lost)
-        message = (f"The meter is set to system type {st}, but phase {phases} has neither "
-                   f"voltage nor current: the readings fit {label}.")
+        phases = ("phases " if len(lost) > 1 else "phase ") + " and ".join(p.upper() for p in lost)
+        has = "have" if len(lost) > 1 else "has"
+        message = (f"The meter is set to system type {st}, but {phases} {has} neither voltage "
+                   f"nor current: the readings fit {label}.")
         fix = (f"If the service really is {label}, set that system type (SETUP > S SYS, or "
                f"register 130; quick install guide diagram {DIAGRAMS[suggested]}); otherwise "
-               f"connect the voltage tap and the CT of phase {phases}.")
+               f"connect the voltage tap and CT of {phases}.")
     return [finding("system_type_mismatch", None, message, fix,
                     (("suggested_system_type", suggested),))]
 
@@ -144,13 +143,12 @@ def rule_ct_over_range(reading: WiringReading) -> list[Finding]:
     return out
 
 
-def rule_voltage_out_of_range(reading: WiringReading, missing: Iterable[str],
-                              by_setting: bool) -> list[Finding]:
+def rule_voltage_out_of_range(reading: WiringReading, by_setting: bool) -> list[Finding]:
     st = reading.setup.system_type
     system_v = reading.setting("system_voltage_v")
     lost = reading.lost
     # Missing voltages, and the L-L voltages of a phase without voltage, have their finding.
-    skip = set(missing) | {p for p, pair in LL_PAIRS.items() if set(pair) & lost}
+    skip = set(reading.missing) | {p for p, pair in LL_PAIRS.items() if set(pair) & lost}
     found: dict[str, Finding] = {}
     for idx, letter in enumerate("abc"):
         if alarm_active(reading, idx):
@@ -177,11 +175,11 @@ def rule_voltage_out_of_range(reading: WiringReading, missing: Iterable[str],
     return list(found.values())
 
 
-def rule_voltage_imbalance(reading: WiringReading, missing: Iterable[str]) -> list[Finding]:
+def rule_voltage_imbalance(reading: WiringReading) -> list[Finding]:
     threshold = reading.setting("phase_loss_imbalance_pct")
     if threshold is None:
         return []
-    skip = set(missing)
+    skip = set(reading.missing)
     lost = reading.lost
     out = []
     for kind, group in (("L-N", ("an", "bn", "cn")), ("L-L", ("ab", "bc", "ca"))):
@@ -203,9 +201,9 @@ def rule_voltage_imbalance(reading: WiringReading, missing: Iterable[str]) -> li
     return out
 
 
-def rule_system_voltage_setting(reading: WiringReading, missing: Iterable[str]) -> list[Finding]:
+def rule_system_voltage_setting(reading: WiringReading) -> list[Finding]:
     system_v = reading.setting("system_voltage_v")
-    measured = measured_system_v(reading, missing)
+    measured = measured_system_v(reading)
     if system_v is None or measured is None:
         return []
     if abs(measured - system_v) <= VOLTAGE_TOLERANCE_FRACTION * system_v:
@@ -283,16 +281,19 @@ def rule_pulse_weight(reading: WiringReading) -> list[Finding]:
                  and not s4k.pulse_weight_can_keep_up(weight, max_power))
     if not (alarm_active(reading, 15) or too_small):
         return []
-    bigger = [w for w in s4k.PULSE_WEIGHTS_WH if max_power is not None
-              and s4k.pulse_weight_can_keep_up(w, max_power)]
-    return [finding(
-        "pulse_weight_too_small", None,
-        f"The energy per pulse ({weight:.0f} Wh) cannot follow the theoretical maximum power "
-        f"({(max_power or 0) / 1000:.0f} kW, register 135) at any closure time: pulses will be "
-        "lost at high load." if weight is not None else
-        "The meter reports the pulse weight too small (register 146, bit 15).",
-        f"Set the energy per pulse (register 144) to {bigger[0] if bigger else 'a larger'} Wh or "
-        "more, and clear the pulse counters afterwards.")]
+    if too_small:
+        message = (f"The energy per pulse ({weight:.0f} Wh) cannot follow the theoretical "
+                   f"maximum power ({(max_power or 0) / 1000:.0f} kW, register 135) at any "
+                   "closure time: pulses will be lost at high load.")
+    else:
+        message = ("The meter reports the energy per pulse too small for its theoretical "
+                   "maximum power (register 146, bit 15).")
+    need = next((w for w in s4k.PULSE_WEIGHTS_WH if (weight is None or w > weight)
+                 and (max_power is None or s4k.pulse_weight_can_keep_up(w, max_power))), None)
+    size = f"to {need} Wh or more" if need else "to a larger value"
+    return [finding("pulse_weight_too_small", None, message,
+                    f"Set the energy per pulse (register 144) {size}, and clear the pulse "
+                    "counters afterwards.")]
 
 
 def check(reading: WiringReading) -> tuple[Finding, ...]:
@@ -300,7 +301,7 @@ def check(reading: WiringReading) -> tuple[Finding, ...]:
     missing = reading.missing
     lost = reading.lost
     suggested = suggested_system_type(reading)
-    setting = rule_system_voltage_setting(reading, missing)
+    setting = rule_system_voltage_setting(reading)
     # The phase-loss alarm of a phase without voltage, or under a wrong nominal, says nothing new.
     phase_loss = [f for f in rule_phase_loss(reading) if not setting
                   and f.phase not in missing and (f.phase or "?")[0] not in lost]
@@ -309,8 +310,8 @@ def check(reading: WiringReading) -> tuple[Finding, ...]:
         *rule_system_type_mismatch(reading),
         *phase_loss,
         *rule_ct_over_range(reading),
-        *rule_voltage_out_of_range(reading, missing, by_setting=bool(setting)),
-        *rule_voltage_imbalance(reading, missing),
+        *rule_voltage_out_of_range(reading, by_setting=bool(setting)),
+        *rule_voltage_imbalance(reading),
         *setting,
         *rule_ct_wrong_phase(reading),
         *rule_frequency(reading),

@@ -192,11 +192,11 @@ def no_current(reading: WiringReading, letter: str) -> bool:
     return ct is not None and i is not None and i < CT_NO_CURRENT_FRACTION * ct
 
 
-def measured_system_v(reading: WiringReading, missing: Iterable[str]) -> float | None:
+def measured_system_v(reading: WiringReading) -> float | None:
     """The average of the voltages the system-voltage setting describes (L-L; L-N for type 10),
     leaving out missing voltages and the L-L voltages of a phase with no voltage."""
     st = reading.setup.system_type
-    skip = set(missing)
+    skip = set(reading.missing)
     lost = reading.lost
     kind = ("an",) if st == 10 else tuple(LL_PAIRS)
     volts = [reading.value(f"voltage_{p}_v") for p in voltage_phases(st)
