@@ -18,6 +18,7 @@ from functools import cached_property
 from bridge.meters.findings import Finding, Severity
 from bridge.meters.profile import MeterSetup
 from bridge.meters.series4000 import points as s4k
+from bridge.meters.series4000.validity import alarm_bits_for
 
 Number = int | float
 
@@ -127,23 +128,10 @@ def alarm_voltage_phase(system: s4k.SystemType, letter: str) -> str:
     return {"a": "ab", "b": "bc", "c": "ca"}[letter]
 
 
-def alarm_bit(reading: WiringReading, bit: int) -> bool:
-    return bool(reading.setup.alarm_bitmap >> bit & 1)
-
-
-def _alarm_applies(reading: WiringReading, bit: int) -> bool:
-    for b in s4k.ALARM_BITS:
-        if b.bit == bit:
-            if b.phase_set == "voltage":
-                return b.phase in reading.system.voltage_phases
-            if b.phase_set == "ct":
-                return b.phase in reading.system.ct_phases
-            return True
-    return False
-
-
 def alarm_active(reading: WiringReading, bit: int) -> bool:
-    return alarm_bit(reading, bit) and _alarm_applies(reading, bit)
+    """Whether bit ``bit`` of register 146 is set and applies to the phases the wiring uses."""
+    return bool(reading.setup.alarm_bitmap >> bit & 1) and any(
+        b.bit == bit for b in alarm_bits_for(reading.setup.system_type))
 
 
 def pct(x: float) -> str:
