@@ -10,6 +10,7 @@ split phase (12) and L-L / sqrt(3) for the wye (40).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from functools import cached_property
 from bridge.meters.findings import Finding, Severity
 from bridge.meters.profile import MeterSetup
 from bridge.meters.series4000 import points as s4k
+from bridge.meters.series4000.setup import valid_state_keys
 from bridge.meters.series4000.validity import alarm_bits_for
 
 Number = int | float
@@ -102,12 +104,15 @@ class WiringReading:
 
 
 LL_PAIRS = {"ab": ("a", "b"), "bc": ("b", "c"), "ca": ("c", "a")}
+LN_PHASES = ("an", "bn", "cn")
 
 
+@functools.cache
 def voltage_phases(system_type: int) -> tuple[str, ...]:
-    """The voltages a system type measures (state-key phase names)."""
-    return {10: ("an",), 11: ("ab",), 12: ("an", "bn", "ab"), 31: ("ab", "bc", "ca"),
-            40: ("an", "bn", "cn", "ab", "bc", "ca")}[system_type]
+    """The voltages a system type measures (state-key phase names), as the point map's
+    validity table says."""
+    valid = valid_state_keys(system_type)
+    return tuple(p for p in (*LN_PHASES, *LL_PAIRS) if f"voltage_{p}_v" in valid)
 
 
 def nominal_v(system_type: int, system_voltage_v: float, phase: str) -> float:
