@@ -105,6 +105,9 @@ async def test_simulate_verb_serves_a_faulty_meter() -> None:
     rc, _, err = await run_cli("simulate", "--tcp", "127.0.0.1:0", "--system-type", "10",
                                "--fault", "voltage_missing:c")
     assert rc == 2 and "system type 10 has no phase C" in err
+    rc, _, err = await run_cli("simulate", "--tcp", "127.0.0.1:0", "--from-dump", "meter.json",
+                               "--fault", "voltage_missing:c")
+    assert rc == 2 and "a dump is a real meter's registers" in err
 
 
 async def test_running_bridge_reports_held_findings(broker: Broker, sim_factory: Any,
