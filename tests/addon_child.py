@@ -15,7 +15,7 @@ from typing import Any
 
 from bridge.addon.entry import main, run_bridge
 from bridge.config import Config
-from bridge.gpio_fake import FakeGpioBackend, FakeLineRequest
+from bridge.gpio.fake import FakeGpioBackend, FakeLineRequest
 
 PULSES = 20
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from bridge.broker import Broker
+from bridge.sim.broker import Broker
 from tests.addon_layout import Layout
 from tests.apparmor_rules import Profile, parse_profiles
 from tests.mqtt_helpers import recorder
