@@ -4,7 +4,8 @@ Each line becomes the access AppArmor would mediate, named as AppArmor names it:
 
 * ``open``/``openat``: the file the kernel opened (``-y`` prints it resolved after the result),
   needing ``r``, ``w`` or both from the flags, ``m`` for a shared object (it is mapped
-  executable next), a trailing ``/`` for a directory;
+  executable next), a trailing ``/`` for a directory (``O_DIRECTORY``, or one opened to be
+  synced after a rename, which the directory test finds);
 * the ``stat`` family, ``access``, ``readlink``: ``r`` (AppArmor's getattr), on the resolved
   path unless the call does not follow a final symlink;
 * ``mkdir``, ``rename`` (both names), ``unlink``, ``rmdir``, ``chmod``...: ``w``;
@@ -64,13 +65,16 @@ class SocketUse:
 Access = FileAccess | SocketUse
 #: The resolved name of a path (os.path.realpath here; a table in unit tests).
 Resolver = Callable[[str], str]
+#: Whether a path is a directory (os.path.isdir here), for an open without O_DIRECTORY.
+DirTest = Callable[[str], bool]
 
 
 def unescape(text: str) -> str:
     return text.encode("latin-1", "backslashreplace").decode("unicode_escape")
 
 
-def parse_line(line: str, resolve: Resolver = os.path.realpath) -> list[Access]:
+def parse_line(line: str, resolve: Resolver = os.path.realpath,
+               is_dir: DirTest = os.path.isdir) -> list[Access]:
     """The accesses one strace line shows (none for most network and unmediated calls)."""
     match = _LINE.match(line.strip())
     if match is None:
@@ -89,7 +93,7 @@ def parse_line(line: str, resolve: Resolver = os.path.realpath) -> list[Access]:
     strings = [unescape(s) for s in _STRING.findall(args)]
     base = _base_dir(args)
     if call in _OPEN:
-        return [_open(call, args, strings, base, match["fdpath"], resolve)]
+        return [_open(call, args, strings, base, match["fdpath"], resolve, is_dir)]
     if call in _STAT:
         if not strings or (strings[0] == "" and "AT_EMPTY_PATH" in args):
             return []
@@ -110,10 +114,11 @@ def parse_line(line: str, resolve: Resolver = os.path.realpath) -> list[Access]:
     raise ValueError(f"strace call {call} is not classified: {line!r}")
 
 
-def parse_log(lines: Iterable[str], resolve: Resolver = os.path.realpath) -> list[Access]:
+def parse_log(lines: Iterable[str], resolve: Resolver = os.path.realpath,
+              is_dir: DirTest = os.path.isdir) -> list[Access]:
     out: list[Access] = []
     for line in lines:
-        out += parse_line(line, resolve)
+        out += parse_line(line, resolve, is_dir)
     return out
 
 
@@ -157,7 +162,7 @@ def _dir(path: str, is_dir: bool) -> str:
 
 
 def _open(call: str, args: str, strings: list[str], base: str | None, fdpath: str | None,
-          resolve: Resolver) -> FileAccess:
+          resolve: Resolver, is_dir: DirTest) -> FileAccess:
     flags = args.split(",")
     flag_text = next((f for f in flags if "O_" in f), "O_RDONLY")
     needs = set()
@@ -171,12 +176,9 @@ def _open(call: str, args: str, strings: list[str], base: str | None, fdpath: st
         needs.add("w")
     if "O_APPEND" in flag_text and "w" in needs and "O_CREAT" not in flag_text:
         needs = (needs - {"w"}) | {"a"}
-    if fdpath:  # what the kernel opened, resolved
-        path = fdpath[1:-1]
-        is_dir = "O_DIRECTORY" in flag_text
-    else:  # refused: the name asked for
-        path = resolve(_absolute(strings[0], base))
-        is_dir = "O_DIRECTORY" in flag_text
+    # What the kernel opened, resolved; when refused, the name asked for.
+    path = fdpath[1:-1] if fdpath else resolve(_absolute(strings[0], base))
+    directory = "O_DIRECTORY" in flag_text or is_dir(path)
     if _SHARED_OBJECT.search(path):
         needs.add("m")
-    return FileAccess(call, _dir(path, is_dir), frozenset(needs))
+    return FileAccess(call, _dir(path, directory), frozenset(needs))

@@ -158,8 +158,15 @@ def test_an_exact_exec_rule_wins_over_a_glob() -> None:
 LINKS = {"/etc/localtime": "/usr/share/zoneinfo/Etc/UTC", "/venv/bin/python3": "/py/bin/python3.11"}
 
 
+DIRECTORIES = {"/d", "/d/state"}
+
+
 def resolve(path: str) -> str:
     return LINKS.get(path, path)
+
+
+def is_dir(path: str) -> bool:
+    return path in DIRECTORIES
 
 
 LINES = [
@@ -173,6 +180,8 @@ LINES = [
      [FileAccess("openat", "/l", frozenset("a"))]),
     ('openat(AT_FDCWD</x>, "/d/state", O_RDONLY|O_CLOEXEC|O_DIRECTORY) = 14</d/state>',
      [FileAccess("openat", "/d/state/", frozenset("r"))]),
+    ('openat(AT_FDCWD</x>, "/d", O_RDONLY) = 5</d>',  # to fsync it after a rename
+     [FileAccess("openat", "/d/", frozenset("r"))]),
     ('openat(AT_FDCWD</x>, "/lib/x86_64-linux-gnu/libc.so.6", O_RDONLY|O_CLOEXEC) = '
      '3</usr/lib/x86_64-linux-gnu/libc.so.6>',
      [FileAccess("openat", "/usr/lib/x86_64-linux-gnu/libc.so.6", frozenset("mr"))]),
@@ -219,7 +228,7 @@ LINES = [
 
 @pytest.mark.parametrize(("line", "expected"), LINES)
 def test_strace_lines_become_what_apparmor_mediates(line: str, expected: list[object]) -> None:
-    assert parse_line(line, resolve) == expected
+    assert parse_line(line, resolve, is_dir) == expected
 
 
 @pytest.mark.parametrize("line", [
@@ -228,7 +237,7 @@ def test_strace_lines_become_what_apparmor_mediates(line: str, expected: list[ob
 ])
 def test_strace_lines_not_understood_fail_loudly(line: str) -> None:
     with pytest.raises(ValueError):
-        parse_line(line, resolve)
+        parse_line(line, resolve, is_dir)
 
 
 # ---------------------------------------------------------------------------------------------
