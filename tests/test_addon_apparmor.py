@@ -117,6 +117,14 @@ def test_the_bridge_gets_its_own_profile_for_the_images_python(profile: Profile)
                                                                                    "raw")
 
 
+def test_python_writes_no_bytecode_where_the_profile_keeps_it_read_only(
+        profile: Profile) -> None:
+    version = image_python_version()
+    cache = f"/usr/local/lib/python{version}/site-packages/bridge/__pycache__/x.pyc"
+    assert not profile.child(CHILD).allows(cache, frozenset("w"))
+    assert re.search(r"^\s+PYTHONDONTWRITEBYTECODE=1$", (ADDON / "Dockerfile").read_text(), re.M)
+
+
 # ---------------------------------------------------------------------------------------------
 # the bridge under strace
 
