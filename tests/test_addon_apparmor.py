@@ -4,7 +4,8 @@ No machine here enforces AppArmor, and a profile that denies one file the bridge
 the add-on on every installation that does. So the bridge runs as the add-on runs it
 (``python -m bridge.addon``: options -> /data/config.yaml -> the bridge) against simulated
 meters over Modbus TCP and a pseudo-terminal, a private Mosquitto reached by name, and a pulse
-input on the fake GPIO backend, under ``strace -f -e trace=file,network``; every path it
+input on the fake GPIO backend, under ``strace -f -e trace=file,network``, with the status
+page, its API and its metrics fetched once the bridge has them; every path it
 touched, renamed to the image's layout (tests/addon_layout.py), and every socket family it
 opened must be allowed by the profile's ``bridge`` rules (tests/apparmor_rules.py).
 
@@ -23,12 +24,16 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bridge.sim.broker import Broker
+from bridge.addon.entry import SERVES_WEB
+from bridge.sim.broker import Broker, free_port
+from tests.addon_child import PULSES, WEB_PORT_ENV
 from tests.addon_layout import Layout
 from tests.apparmor_rules import Profile, parse_profiles
 from tests.mqtt_helpers import recorder
@@ -146,6 +151,22 @@ def add_on_options(tcp_port: int, pty: str, broker_port: int) -> dict[str, Any]:
     }
 
 
+def fetch_pages(port: int, timeout_s: float = 30.0) -> dict[str, bytes]:
+    """The status page, the API and the metrics, once the server answers."""
+    deadline = time.monotonic() + timeout_s
+    pages: dict[str, bytes] = {}
+    for path in ("/", "/api/status", "/metrics"):
+        while path not in pages:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+                    pages[path] = r.read()
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)  # the server is still starting
+    return pages
+
+
 def traced_children(strace_pid: int) -> list[int]:
     children = Path(f"/proc/{strace_pid}/task/{strace_pid}/children").read_text().split()
     return [int(pid) for pid in children]
@@ -160,7 +181,6 @@ def venv_python3() -> str:
 @pytest.mark.slow
 async def test_the_bridge_touches_only_what_the_profile_allows(
         tmp_path: Path, broker: Broker, sim_factory: Any, profile: Profile) -> None:
-    from tests.addon_child import PULSES
 
     strace = _tool("strace", "strace")
     data, tmp = tmp_path / "data", tmp_path / "tmp"
@@ -172,6 +192,7 @@ async def test_the_bridge_touches_only_what_the_profile_allows(
     (data / "options.json").write_text(json.dumps(add_on_options(tcp_port, pty, broker.port)))
     trace = tmp_path / "strace.log"
 
+    web_port = free_port()
     async with recorder(broker.port) as rec:
         proc = await asyncio.create_subprocess_exec(
             # -ff: one file per thread, so no call is split across lines by another thread's
@@ -179,7 +200,8 @@ async def test_the_bridge_touches_only_what_the_profile_allows(
             venv_python3(), str(ROOT / "tests" / "addon_child.py"),
             "--options", str(data / "options.json"), "--data-dir", str(data),
             "--health-file", str(tmp / "series4000-health.json"),
-            cwd=tmp_path, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+            cwd=tmp_path, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, WEB_PORT_ENV: str(web_port)})
         try:
             def running(r: Any) -> bool:
                 states = [r.last_json(f"series4000/{n}/state")
@@ -187,6 +209,12 @@ async def test_the_bridge_touches_only_what_the_profile_allows(
                 health = tmp / "series4000-health.json"
                 return all(states) and states[2]["pulses"] == PULSES and health.exists()
             await rec.wait_for(running, 60, "both meters, the pulse input and the heartbeat")
+            if SERVES_WEB:
+                pages = await asyncio.to_thread(fetch_pages, web_port)
+                assert pages["/"].lower().startswith(b"<!doctype html")
+                meters = {m["name"] for m in json.loads(pages["/api/status"])["meters"]}
+                assert meters == {"tcp_meter", "pty_meter"}
+                assert b"series4000_meter_online" in pages["/metrics"]
         finally:
             # Stop the bridge, not strace (which would detach and leave it running); strace
             # exits with the bridge's exit code.
