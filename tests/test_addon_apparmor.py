@@ -106,6 +106,21 @@ def test_one_profile_line_for_the_supervisor() -> None:
     assert len(heads) == 1 and heads[0].split()[1] == SLUG
 
 
+@pytest.mark.parametrize("slug", ["local_series4000", "a0d7b954_series4000"])
+def test_the_profile_renamed_as_the_supervisor_installs_it_still_parses(
+        tmp_path: Path, slug: str) -> None:
+    # The Supervisor replaces the name on the "profile" line with the installed add-on's slug
+    # (repository hash or "local", then the slug); the child's signal rule names that peer.
+    lines = [line.replace(SLUG, slug, 1) if line.startswith("profile ") else line
+             for line in PROFILE.read_text().splitlines(keepends=True)]
+    installed = tmp_path / slug
+    installed.write_text("".join(lines))
+    assert parse_profiles(installed.read_text())[0].name == slug
+    result = parse_with_apparmor_parser(installed)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"signal \(receive\) peer=\*_" + SLUG + ",", PROFILE.read_text())
+
+
 def test_the_bridge_gets_its_own_profile_for_the_images_python(profile: Profile) -> None:
     version = image_python_version()
     python = f"/usr/local/bin/python{version}"
