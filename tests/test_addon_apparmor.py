@@ -2,8 +2,9 @@
 
 No machine here enforces AppArmor, and a profile that denies one file the bridge needs stops
 the add-on on every installation that does. So the bridge runs as the add-on runs it
-(``python -m bridge.addon``: options -> /data/config.yaml -> the bridge) against simulated
-meters over Modbus TCP and a pseudo-terminal, a private Mosquitto reached by name, and a pulse
+(``python -m bridge.addon``: the Supervisor's services API -> options -> /data/config.yaml ->
+the bridge) against simulated meters over Modbus TCP and a pseudo-terminal, a private
+Mosquitto that the Supervisor (a local stand-in) names by host name, and a pulse
 input on the fake GPIO backend, under ``strace -f -e trace=file,network``, with the status
 page, its API and its metrics fetched once the bridge has them; every path it
 touched, renamed to the image's layout (tests/addon_layout.py), and every socket family it
@@ -31,10 +32,11 @@ from typing import Any
 
 import pytest
 
-from bridge.addon.entry import SERVES_WEB
+from bridge.addon.entry import SERVES_WEB, URL_ENV
 from bridge.sim.broker import Broker, free_port
 from tests.addon_child import PULSES, WEB_PORT_ENV
 from tests.addon_layout import Layout
+from tests.addon_support import MOSQUITTO, TOKEN, FakeSupervisor, fake_supervisor
 from tests.apparmor_rules import Profile, parse_profiles
 from tests.mqtt_helpers import recorder
 from tests.strace_log import FileAccess, SocketUse, parse_log
@@ -152,7 +154,7 @@ def test_python_writes_no_bytecode_where_the_profile_keeps_it_read_only(
 PULSE_INPUT = "pulses"
 
 
-def add_on_options(tcp_port: int, pty: str, broker_port: int) -> dict[str, Any]:
+def add_on_options(tcp_port: int, pty: str) -> dict[str, Any]:
     return {
         "buses": [{"name": "lan", "transport": "tcp", "host": "127.0.0.1", "port": tcp_port},
                   {"name": "panel", "transport": "rtu", "device": pty, "baudrate": 19200}],
@@ -160,8 +162,7 @@ def add_on_options(tcp_port: int, pty: str, broker_port: int) -> dict[str, Any]:
                    {"name": "pty_meter", "bus": "panel", "unit": 2, "poll_interval": 0.5}],
         "pulse_inputs": [{"name": PULSE_INPUT, "line": "GPIO17", "wh_per_pulse": 10}],
         "alarm_inputs": [],
-        # By name, as the Supervisor names the Mosquitto add-on: name resolution is traced too.
-        "mqtt": {"host": "localhost", "port": broker_port},
+        "mqtt": {},  # the Supervisor's broker
         "log_level": "info",
     }
 
@@ -196,7 +197,6 @@ def venv_python3() -> str:
 @pytest.mark.slow
 async def test_the_bridge_touches_only_what_the_profile_allows(
         tmp_path: Path, broker: Broker, sim_factory: Any, profile: Profile) -> None:
-
     strace = _tool("strace", "strace")
     data, tmp = tmp_path / "data", tmp_path / "tmp"
     data.mkdir()
@@ -204,38 +204,44 @@ async def test_the_bridge_touches_only_what_the_profile_allows(
     tcp_sim, pty_sim = sim_factory([1]), sim_factory([2])
     _, tcp_port = await tcp_sim.serve_tcp()
     pty = await pty_sim.serve_pty()
-    (data / "options.json").write_text(json.dumps(add_on_options(tcp_port, pty, broker.port)))
+    (data / "options.json").write_text(json.dumps(add_on_options(tcp_port, pty)))
+    # By name, as the Supervisor names the Mosquitto add-on: name resolution is traced too.
+    mosquitto = FakeSupervisor.ok(**{**MOSQUITTO, "host": "localhost", "port": broker.port})
     trace = tmp_path / "strace.log"
 
     web_port = free_port()
-    async with recorder(broker.port) as rec:
-        proc = await asyncio.create_subprocess_exec(
-            # -ff: one file per thread, so no call is split across lines by another thread's
-            strace, "-f", "-ff", "-qq", "-y", "-e", "trace=file,network", "-o", str(trace),
-            venv_python3(), str(ROOT / "tests" / "addon_child.py"),
-            "--options", str(data / "options.json"), "--data-dir", str(data),
-            "--health-file", str(tmp / "series4000-health.json"),
-            cwd=tmp_path, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, WEB_PORT_ENV: str(web_port)})
-        try:
-            def running(r: Any) -> bool:
-                states = [r.last_json(f"series4000/{n}/state")
-                          for n in ("tcp_meter", "pty_meter", PULSE_INPUT)]
-                health = tmp / "series4000-health.json"
-                return all(states) and states[2]["pulses"] == PULSES and health.exists()
-            await rec.wait_for(running, 60, "both meters, the pulse input and the heartbeat")
-            if SERVES_WEB:
-                pages = await asyncio.to_thread(fetch_pages, web_port)
-                assert pages["/"].lower().startswith(b"<!doctype html")
-                meters = {m["name"] for m in json.loads(pages["/api/status"])["meters"]}
-                assert meters == {"tcp_meter", "pty_meter"}
-                assert b"series4000_meter_online" in pages["/metrics"]
-        finally:
-            # Stop the bridge, not strace (which would detach and leave it running); strace
-            # exits with the bridge's exit code.
-            for pid in traced_children(proc.pid):
-                os.kill(pid, signal.SIGTERM)
-            _, stderr = await asyncio.wait_for(proc.communicate(), 30)
+    with fake_supervisor(mosquitto) as supervisor:
+        async with recorder(broker.port) as rec:
+            proc = await asyncio.create_subprocess_exec(
+                # -ff: one file per thread, so no call is split across lines by another thread's
+                strace, "-f", "-ff", "-qq", "-y", "-e", "trace=file,network", "-o", str(trace),
+                venv_python3(), str(ROOT / "tests" / "addon_child.py"),
+                "--options", str(data / "options.json"), "--data-dir", str(data),
+                "--health-file", str(tmp / "series4000-health.json"),
+                cwd=tmp_path, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+                env={**os.environ, WEB_PORT_ENV: str(web_port), URL_ENV: supervisor.url,
+                     "SUPERVISOR_TOKEN": TOKEN})
+            try:
+                def running(r: Any) -> bool:
+                    states = [r.last_json(f"series4000/{n}/state")
+                              for n in ("tcp_meter", "pty_meter", PULSE_INPUT)]
+                    health = tmp / "series4000-health.json"
+                    return all(states) and states[2]["pulses"] == PULSES and health.exists()
+                await rec.wait_for(running, 60, "both meters, the pulse input and the heartbeat")
+                if SERVES_WEB:
+                    pages = await asyncio.to_thread(fetch_pages, web_port)
+                    assert pages["/"].lower().startswith(b"<!doctype html")
+                    meters = {m["name"] for m in json.loads(pages["/api/status"])["meters"]}
+                    assert meters == {"tcp_meter", "pty_meter"}
+                    assert b"series4000_meter_online" in pages["/metrics"]
+            finally:
+                # Stop the bridge, not strace (which would detach and leave it running); strace
+                # exits with the bridge's exit code.
+                for pid in traced_children(proc.pid):
+                    os.kill(pid, signal.SIGTERM)
+                _, stderr = await asyncio.wait_for(proc.communicate(), 30)
+        # The services API named the broker, and the bridge asked for Home Assistant's release.
+        assert supervisor.requests and supervisor.core_requests
     assert proc.returncode == 0, stderr.decode()
     assert (data / "config.yaml").is_file()
 
