@@ -18,7 +18,7 @@ import aiomqtt
 import pytest
 
 from bridge.addon import health
-from bridge.addon.entry import URL_ENV, main
+from bridge.addon.entry import SERVES_WEB, URL_ENV, main
 from bridge.addon.options import Broker, to_config, translate
 from bridge.addon.supervisor import NoMqttService, SupervisorError, fetch_mqtt_service
 from bridge.config import Config, load_config, parse_config
@@ -82,18 +82,32 @@ MAPPINGS = [
 ]
 
 
+#: The web server's contract in add-on mode: every interface of the container, the ingress
+#: port, the Supervisor's ingress gateway as the only client, no token.
+ADDON_WEB = {"host": "0.0.0.0", "port": 8099, "allowed_clients": ["172.30.32.2"]}
+
+
 @pytest.mark.parametrize(("opts", "expected"), MAPPINGS)
 def test_options_map_to_config(opts: dict[str, Any], expected: dict[str, Any]) -> None:
     mapped = to_config(opts, SERVICE_BROKER, "/data/state")
-    assert mapped.config == expected
-    parse_config(mapped.config, env={})  # and the result is a valid configuration
+    assert mapped.config == {**expected, "web": ADDON_WEB}
+    # and the result is a valid configuration (with `web` once the bridge has the HTTP server)
+    checked = to_config(opts, SERVICE_BROKER, "/data/state", web=SERVES_WEB)
+    parse_config(checked.config, env={})
+
+
+def test_the_web_section_has_exactly_the_contracts_shape() -> None:
+    web = to_config(TWO_BUSES, SERVICE_BROKER, "/data/state").config["web"]
+    assert web == ADDON_WEB
+    assert list(web) == ["host", "port", "allowed_clients"]  # and no token
+    assert "web" not in to_config(TWO_BUSES, SERVICE_BROKER, "/data/state", web=False).config
 
 
 def test_broker_source_and_tls_from_service() -> None:
     tls_broker = Broker("core-mosquitto", 8883, "addons", "pw", ssl=True)
     opts = options(buses=[bus("b", transport="tcp", host="192.0.2.1")],
                    meters=[{"name": "m", "bus": "b", "unit": 1}])
-    mapped = to_config(opts, tls_broker, "/data/state")
+    mapped = to_config(opts, tls_broker, "/data/state", web=SERVES_WEB)
     assert mapped.broker_source == "supervisor"
     assert mapped.config["mqtt"]["tls"] == {}
     config = parse_config(mapped.config, env={})

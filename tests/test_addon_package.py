@@ -133,6 +133,10 @@ def test_config_and_build_pass_the_linter(config: dict[str, Any],
     ({"ingress": True, "webui": "http://[HOST]:[PORT:80]"}, "webui with ingress"),
     ({"watchdog": "tcp://[HOST]:[PORT:80]"}, "watchdog is obsolete"),
     ({"tmpfs": "size=10m"}, "tmpfs must be a boolean"),
+    ({"ingress_port": 8099}, "'ingress_port' should be removed, it uses a default value"),
+    ({"panel_icon": "mdi:puzzle"}, "'panel_icon' should be removed, it uses a default value"),
+    ({"ingress": "yes"}, "'yes' is not of type 'boolean'"),
+    ({"panel_title": 4000}, "4000 is not of type 'string'"),
     ({"arch": ["sparc"]}, "'sparc' is not one of"),
     ({"privileged": ["SYS_ADMIN"], "full_access": False}, "'full_access' should be removed"),
 ])
@@ -150,6 +154,20 @@ def test_config_asks_for_what_the_bridge_needs_and_no_more(config: dict[str, Any
     assert config["uart"] is True and config["gpio"] is True
     for key in ("full_access", "privileged", "host_network", "docker_api", "hassio_api",
                 "watchdog", "devices", "apparmor"):
+        assert key not in config  # apparmor left at its default: on, with apparmor.txt
+
+
+def test_ingress_serves_the_page_at_the_port_the_bridge_listens_on(
+        config: dict[str, Any]) -> None:
+    assert config["ingress"] is True
+    assert config["panel_icon"].startswith("mdi:") and config["panel_title"]
+    # The Supervisor proxies to its default ingress_port, which the linter wants left out;
+    # the add-on's web section listens on that port and admits only the ingress gateway.
+    assert "ingress_port" not in config
+    schema = json.loads((SCHEMAS / "config.schema.json").read_text())
+    assert addon_options.web_config()["port"] == schema["properties"]["ingress_port"]["default"]
+    assert addon_options.web_config()["allowed_clients"] == [addon_options.INGRESS_GATEWAY]
+    for key in ("webui", "ports", "ingress_entry", "panel_admin"):
         assert key not in config
 
 

@@ -22,7 +22,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -39,6 +39,9 @@ from bridge.config import Config, parse_config
 from bridge.errors import ConfigError
 from bridge.files import write_atomic
 
+if TYPE_CHECKING:
+    from bridge.gpio.backend import GpioBackend
+
 log = logging.getLogger("bridge.addon")
 
 EXIT_OK, EXIT_NO_BROKER, EXIT_BAD_OPTIONS = 0, 1, 2
@@ -46,6 +49,9 @@ EXIT_OK, EXIT_NO_BROKER, EXIT_BAD_OPTIONS = 0, 1, 2
 URL_ENV = "SERIES4000_SUPERVISOR_URL"
 
 Runner = Callable[[Config, Path], int]
+#: Whether this bridge has the HTTP server (the configuration knows ``web``); the add-on's
+#: ingress panel shows its status page. Without it the add-on runs without the page.
+SERVES_WEB = "web" in Config.model_fields
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,7 +116,7 @@ def prepare(args: argparse.Namespace, env: dict[str, str]) -> tuple[Config, Path
         raise ConfigError(f"{args.options}: expected a mapping of options")
     url, token = env.get(URL_ENV, DEFAULT_URL), env.get("SUPERVISOR_TOKEN")
     broker = learn_broker(options, url, token, args.wait)
-    mapped = to_config(options, broker, str(args.data_dir / "state"))
+    mapped = to_config(options, broker, str(args.data_dir / "state"), web=SERVES_WEB)
     version = fetch_core_version(url, token)
     if version is not None:
         log.info("Home Assistant %s", version)
@@ -123,14 +129,18 @@ def prepare(args: argparse.Namespace, env: dict[str, str]) -> tuple[Config, Path
     return config, path
 
 
-def run_bridge(config: Config, health_file: Path) -> int:
-    """Run the bridge until SIGTERM, writing the heartbeat beside it."""
+def run_bridge(config: Config, health_file: Path,
+               gpio_backend: GpioBackend | None = None) -> int:
+    """Run the bridge until SIGTERM, writing the heartbeat beside it.
+
+    ``gpio_backend``: the GPIO lines (default: the kernel's, when inputs are configured).
+    """
     from bridge.app.service import Service, install_stop_signals
 
     logging.getLogger().setLevel(config.log_level.upper())
 
     async def run() -> int:
-        service = Service(config)
+        service = Service(config, gpio_backend=gpio_backend)
         stop = asyncio.Event()
         install_stop_signals(stop)
         beat = asyncio.create_task(health.heartbeat(service.status, health_file, stop))

@@ -14,6 +14,11 @@ host, port, username and password all come from the options, since the Mosquitto
 meaningless elsewhere); ``mqtt.username`` (with ``mqtt.password``) replaces the service's
 account on the service's broker; ``mqtt.port`` replaces the port. Topic settings are
 independent of where the broker comes from.
+
+The status page (``web``): the bridge's HTTP server listens on every interface of the add-on's
+container, at the port the Supervisor's ingress proxies to, and accepts connections from the
+ingress gateway only. Home Assistant has authenticated the user before the gateway forwards a
+request, so no token is set.
 """
 
 from __future__ import annotations
@@ -34,6 +39,19 @@ PULSE_KEYS = ("name", "chip", "line", "meter", "wh_per_pulse", "edge", "bias", "
 ALARM_KEYS = ("name", "chip", "line", "meter", "active", "bias", "debounce_ms")
 MQTT_KEYS = ("host", "port", "username", "password", "base_topic", "discovery_prefix")
 TOP_KEYS = ("buses", "meters", "pulse_inputs", "alarm_inputs", "mqtt", "log_level")
+
+#: The Supervisor's ingress: its gateway's address on the add-ons' network (hassio), and the
+#: port it proxies to (the default ``ingress_port``, which config.yaml therefore leaves out).
+INGRESS_GATEWAY = "172.30.32.2"
+INGRESS_PORT = 8099
+#: Every interface of the container: the gateway reaches it over the add-ons' network.
+WEB_HOST = "0.0.0.0"
+
+
+def web_config() -> dict[str, Any]:
+    """The ``web`` section in add-on mode: reachable through ingress and nothing else."""
+    return {"host": WEB_HOST, "port": INGRESS_PORT, "allowed_clients": [INGRESS_GATEWAY]}
+
 
 #: Select options arrive as strings (the Supervisor's ``list(a|b)`` type); these are numbers.
 _INT_SELECTS = frozenset({"stopbits", "wh_per_pulse"})
@@ -72,8 +90,12 @@ def uses_service_broker(options: Mapping[str, Any]) -> bool:
     return not (isinstance(mqtt, Mapping) and is_set(mqtt.get("host")))
 
 
-def to_config(options: Mapping[str, Any], broker: Broker | None, state_dir: str) -> Mapped:
-    """Build the configuration mapping; raise :class:`ConfigError` naming the option."""
+def to_config(options: Mapping[str, Any], broker: Broker | None, state_dir: str,
+              web: bool = True) -> Mapped:
+    """Build the configuration mapping; raise :class:`ConfigError` naming the option.
+
+    ``web``: include the status page's section (:func:`web_config`).
+    """
     if not isinstance(options, Mapping):
         raise ConfigError("options: expected a mapping of options")
     _unknown(options, TOP_KEYS, "")
@@ -94,6 +116,8 @@ def to_config(options: Mapping[str, Any], broker: Broker | None, state_dir: str)
     if alarms:
         config["alarm_inputs"] = alarms
     config["state_dir"] = state_dir
+    if web:
+        config["web"] = web_config()
     if is_set(options.get("log_level")):
         config["log_level"] = options["log_level"]
     source = "supervisor" if uses_service_broker(options) else "options"
