@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv mosquitto addon-tools lint typecheck test test-ha test-fast demo bench bench-quick soak clean addon-repo
+.PHONY: help venv mosquitto mbpoll addon-tools lint typecheck test test-ha test-fast demo bench bench-quick soak clean addon-repo
 
 help:
 	@echo "make demo        run the bridge on simulated meters with a local broker"
@@ -33,6 +33,10 @@ venv: $(STAMP)
 mosquitto:
 	@.ci/ensure-mosquitto
 
+# mbpoll, a Modbus client nobody here wrote, reads through the bridge's Modbus server in tests.
+mbpoll:
+	@.ci/ensure-command mbpoll mbpoll
+
 # The add-on's tests: apparmor_parser checks its AppArmor profile (parse only, nothing is
 # loaded) and strace records what the bridge touches (Debian's apparmor and strace).
 addon-tools:
@@ -47,7 +51,7 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy
 
-test: venv mosquitto addon-tools lint typecheck
+test: venv mosquitto mbpoll addon-tools lint typecheck
 	$(VENV)/bin/pytest -q -p no:cacheprovider -m "not homeassistant" tests
 
 # Our discovery against a real Home Assistant 2025.4.4 (Python 3.13, a few minutes to install).

@@ -133,6 +133,13 @@ class MeterConfig(Strict):
     config_interval: Annotated[float, _in_range(1, 86400)] = 60.0
     #: Name shown in Home Assistant (defaults to the meter name).
     display_name: str | None = None
+    #: Unit id under which the bridge's Modbus TCP server answers for this meter (default:
+    #: ``unit``); unique across all buses.
+    server_unit: Annotated[int, _in_range(1, 247)] | None = None
+
+    @property
+    def effective_server_unit(self) -> int:
+        return self.unit if self.server_unit is None else self.server_unit
 
     @model_validator(mode="after")
     def _keys(self) -> MeterConfig:
@@ -229,6 +236,22 @@ class PublishConfig(Strict):
     deadband: dict[str, Annotated[float, _in_range(0, 1e9)]] = Field(default_factory=dict)
 
 
+class ModbusServerConfig(Strict):
+    """The Modbus TCP server that lets other systems read the meters through the bridge."""
+
+    #: Loopback by default: Modbus TCP has no authentication.
+    host: str = "127.0.0.1"
+    port: Annotated[int, _in_range(1, 65535)] = 5020
+    #: A cached read younger than this answers a client; an older one is read again.
+    max_age_s: Annotated[float, _in_range(0.1, 3600)] = 2.0
+    #: Connections beyond this many are closed at once.
+    max_connections: Annotated[int, _in_range(1, 100)] = 8
+    #: Reads per second one connection may pass through to the bus (cached answers are free).
+    passthrough_reads_per_s: Annotated[float, _in_range(0.1, 100)] = 2.0
+    #: A connection that sends nothing for this long is closed.
+    idle_timeout_s: Annotated[float, _in_range(1, 86400)] = 60.0
+
+
 class Config(Strict):
     mqtt: MqttConfig = MqttConfig()
     buses: list[BusConfig] = Field(default_factory=list)
@@ -239,6 +262,23 @@ class Config(Strict):
     #: Distinguishes several bridges on one broker (client id, discovery ids).
     bridge_id: Name = "main"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    modbus_server: ModbusServerConfig | None = None
+
+    @model_validator(mode="after")
+    def _server_units(self) -> Config:
+        if self.modbus_server is None:
+            return self
+        seen: dict[int, str] = {}
+        for b, bus in enumerate(self.buses):
+            for m, meter in enumerate(bus.meters):
+                unit = meter.effective_server_unit
+                if unit in seen:
+                    raise ValueError(
+                        f"buses[{b}].meters[{m}].server_unit: meter '{meter.name}' and meter "
+                        f"'{seen[unit]}' would both be served as unit {unit} (set "
+                        f"server_unit on one of them)")
+                seen[unit] = meter.name
+        return self
 
     @model_validator(mode="after")
     def _cross(self) -> Config:

@@ -11,6 +11,7 @@ BridgeError
  ├── GpioError            a GPIO line cannot be found, requested or read (names chip and line)
  │    └── GpioDeviceGone      the GPIO chip went away while a line was requested
  ├── StoreError           the pulse total cannot be written to its file
+ ├── RequestRefused       a Modbus TCP client's request the bridge refuses (carries the code)
  └── PulseWeightMismatch  the configured Wh per pulse disagrees with the meter (register 144)
 """
 
@@ -81,3 +82,24 @@ class ModbusExceptionReply(ModbusError):
         name = EXCEPTION_NAMES.get(code, "unknown exception")
         where = f" ({context})" if context else ""
         super().__init__(f"Modbus exception {code:02d}: {name}{where}")
+
+
+#: Modbus exception codes the bridge's server answers with (names above).
+ILLEGAL_FUNCTION = 1
+ILLEGAL_ADDRESS = 2
+ILLEGAL_VALUE = 3
+DEVICE_FAILURE = 4
+DEVICE_BUSY = 6
+GATEWAY_PATH_UNAVAILABLE = 10
+GATEWAY_TARGET_FAILED = 11
+
+
+class RequestRefused(BridgeError):
+    """A request from a Modbus TCP client that the bridge refuses, with the exception code the
+    server answers and the reason it logs."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+        super().__init__(f"exception {code:02d} ({EXCEPTION_NAMES.get(code, 'unknown')}): "
+                         f"{reason}")

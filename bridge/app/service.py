@@ -19,6 +19,7 @@ from bridge.app.inputs import AlarmChannel, PulseChannel, make_backend
 from bridge.config import Config
 from bridge.core.commands import publish_result
 from bridge.core.poller import BusPoller, CommandRequest, MeterRuntime
+from bridge.core.share import MeterShare
 from bridge.gpio.backend import GpioBackend
 from bridge.homeassistant.announce import Announcer
 from bridge.homeassistant.entities import MeterContext
@@ -27,6 +28,7 @@ from bridge.meters.profile import MeterProfile
 from bridge.meters.series4000 import PROFILE
 from bridge.modbus.client import BusClient
 from bridge.modbus.links import link_for
+from bridge.modbus.server import ServerLimits, ShareServer
 from bridge.model.naming import Naming
 from bridge.model.topics import BRIDGE, ONLINE, Topics
 from bridge.mqtt.hub import Hub
@@ -120,6 +122,15 @@ class Service:
         for channel in self.channels:
             if channel.meter is not None:
                 self.poller_of[channel.meter].listeners.append(_listener(channel))
+        self.share: MeterShare | None = None
+        self.modbus_server: ShareServer | None = None
+        if config.modbus_server is not None:
+            server_cfg = config.modbus_server
+            self.share = MeterShare(self.pollers, server_cfg.max_age_s)
+            self.modbus_server = ShareServer(
+                self.share, server_cfg.host, server_cfg.port,
+                ServerLimits(server_cfg.max_connections, server_cfg.passthrough_reads_per_s,
+                             server_cfg.idle_timeout_s))
         self._unknown_logged: set[str] = set()
         #: Command topics whose retained message we are clearing (their echo is not a command).
         self._clearing: set[str] = set()
@@ -220,10 +231,31 @@ class Service:
                 tasks += [workers.create_task(supervise(f"input {c.name}", c.run),
                                               name=f"input {c.name}") for c in self.channels]
                 tasks.append(workers.create_task(self._retry_record(), name="record"))
+                await self._start_modbus_server()
                 await stop.wait()
+                await self._stop_modbus_server()
                 for task in tasks:
                     task.cancel()
             mqtt_done.set()
+
+    async def _start_modbus_server(self) -> None:
+        if self.modbus_server is None:
+            return
+        try:
+            await self.modbus_server.start()
+        except (OSError, RuntimeError) as exc:
+            # The bridge's own work goes on without the server; the log says why.
+            cfg = self.config.modbus_server
+            assert cfg is not None
+            log.error("Modbus server: cannot listen on %s:%d (%s); running without it",
+                      cfg.host, cfg.port, exc)
+            self.modbus_server = None
+
+    async def _stop_modbus_server(self) -> None:
+        if self.modbus_server is not None:
+            await self.modbus_server.stop()
+        if self.share is not None:
+            self.share.close()
 
     async def _retry_record(self) -> None:
         while True:
