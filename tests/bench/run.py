@@ -12,7 +12,9 @@ machine is shared and noisy; repeated runs are summarised by their median.
   over 29 s: how old each meter's power and slowest quantity get;
 - CPU seconds per 1000 meter polls (decode, validity, publish) against a bare pymodbus loop;
 - resident memory with 63 meters, and its growth over the run;
-- MQTT messages and bytes per meter poll, without and with a deadband.
+- MQTT messages and bytes per meter poll, without and with a deadband;
+- the Modbus server: two clients reading a float block 100 times a second, against the same
+  run without them (bus requests added, the bridge's poll rate and fast tier).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 
 from bridge.sim.broker import Broker, free_port
 from bridge.sim.server import Simulator
+from tests.bench import share
 from tests.bench.emulator import BusEmulator
 from tests.bench.harness import (
     ROOT,
@@ -255,6 +258,8 @@ async def main(quick: bool, repeats: int) -> Result:
         print(f"meters taking at most 60 registers per read: "
               f"{lr['max_60']['requests_per_poll']} requests per poll, line time per poll "
               f"{lr['wire_time_ratio']:.2f}x that of meters taking 90", flush=True)
+        results["shared_bus"] = await share.shared_bus(broker, 5.0 if quick else 20.0)
+        print(share.line(results["shared_bus"]), flush=True)
     results["finished"] = time.strftime("%F %T")
     return results
 
@@ -341,6 +346,7 @@ def table(results: Result) -> str:
         f"{mq['no_deadband']['mqtt_bytes_per_poll']} bytes without deadband; "
         f"{mq['deadband']['mqtt_messages_per_poll']} messages, "
         f"{mq['deadband']['mqtt_bytes_per_poll']} bytes with the example's deadbands",
+        share.line(results["shared_bus"]),
     ]
     return "\n".join(lines)
 
