@@ -120,6 +120,9 @@ class MeterShare:
                 future.set_exception(RequestRefused(exc.code, f"{rt.name}: {exc}"))
             except ModbusError as exc:
                 future.set_exception(RequestRefused(GATEWAY_TARGET_FAILED, f"{rt.name}: {exc}"))
+            except Exception as exc:  # a bug costs the clients one answer, never the bus task
+                log.exception("%s: read for a Modbus client failed", rt.name)
+                future.set_exception(RequestRefused(DEVICE_FAILURE, f"{rt.name}: {exc}"))
             else:
                 rt.words[start] = (words, self.clock())
                 future.set_result(words)

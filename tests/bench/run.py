@@ -258,7 +258,8 @@ async def main(quick: bool, repeats: int) -> Result:
         print(f"meters taking at most 60 registers per read: "
               f"{lr['max_60']['requests_per_poll']} requests per poll, line time per poll "
               f"{lr['wire_time_ratio']:.2f}x that of meters taking 90", flush=True)
-        results["shared_bus"] = await share.shared_bus(broker, 5.0 if quick else 20.0)
+        results["shared_bus"] = await share.shared_bus(broker, 5.0 if quick else 20.0,
+                                                       pairs=repeats)
         print(share.line(results["shared_bus"]), flush=True)
     results["finished"] = time.strftime("%F %T")
     return results
