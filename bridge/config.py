@@ -133,8 +133,7 @@ class MeterConfig(Strict):
     config_interval: Annotated[float, _in_range(1, 86400)] = 60.0
     #: Name shown in Home Assistant (defaults to the meter name).
     display_name: str | None = None
-    #: Unit id under which the bridge's Modbus TCP server answers for this meter (default:
-    #: ``unit``); unique across all buses.
+    #: Unit id in the bridge's Modbus TCP server (default ``unit``), unique across all buses.
     server_unit: Annotated[int, _in_range(1, 247)] | None = None
 
     @property
@@ -237,18 +236,15 @@ class PublishConfig(Strict):
 
 
 class ModbusServerConfig(Strict):
-    """The Modbus TCP server that lets other systems read the meters through the bridge."""
+    """The Modbus TCP server other systems read the meters through (loopback by default: no
+    authentication). Limits are per connection but the first; cached answers are free."""
 
-    #: Loopback by default: Modbus TCP has no authentication.
     host: str = "127.0.0.1"
     port: Annotated[int, _in_range(1, 65535)] = 5020
     #: A cached read younger than this answers a client; an older one is read again.
     max_age_s: Annotated[float, _in_range(0.1, 3600)] = 2.0
-    #: Connections beyond this many are closed at once.
     max_connections: Annotated[int, _in_range(1, 100)] = 8
-    #: Reads per second one connection may pass through to the bus (cached answers are free).
     passthrough_reads_per_s: Annotated[float, _in_range(0.1, 100)] = 2.0
-    #: A connection that sends nothing for this long is closed.
     idle_timeout_s: Annotated[float, _in_range(1, 86400)] = 60.0
 
 
@@ -265,26 +261,11 @@ class Config(Strict):
     modbus_server: ModbusServerConfig | None = None
 
     @model_validator(mode="after")
-    def _server_units(self) -> Config:
-        if self.modbus_server is None:
-            return self
-        seen: dict[int, str] = {}
-        for b, bus in enumerate(self.buses):
-            for m, meter in enumerate(bus.meters):
-                unit = meter.effective_server_unit
-                if unit in seen:
-                    raise ValueError(
-                        f"buses[{b}].meters[{m}].server_unit: meter '{meter.name}' and meter "
-                        f"'{seen[unit]}' would both be served as unit {unit} (set "
-                        f"server_unit on one of them)")
-                seen[unit] = meter.name
-        return self
-
-    @model_validator(mode="after")
     def _cross(self) -> Config:
         names: dict[str, str] = {}
         bus_names: set[str] = set()
         endpoints: dict[str, str] = {}
+        served: dict[int, str] = {}  # the Modbus server's unit ids
         for b, bus in enumerate(self.buses):
             if bus.name in bus_names:
                 raise ValueError(f"buses[{b}].name: bus '{bus.name}' is defined twice")
@@ -301,6 +282,10 @@ class Config(Strict):
                     raise ValueError(f"{where}: '{meter.name}' is already used by "
                                      f"{names[meter.name]}")
                 names[meter.name] = f"a meter on bus '{bus.name}'"
+                if self.modbus_server and (unit := meter.effective_server_unit) in served:
+                    raise ValueError(f"buses[{b}].meters[{m}].server_unit: '{meter.name}' and "
+                                     f"'{served[unit]}' would both be served as unit {unit}")
+                served[meter.effective_server_unit] = meter.name
         inputs: tuple[tuple[str, Sequence[GpioInputConfig]], ...] = (
             ("pulse_inputs", self.pulse_inputs), ("alarm_inputs", self.alarm_inputs))
         for kind, items in inputs:

@@ -72,11 +72,10 @@ INVALID: list[tuple[Any, str]] = [
     ({"buses": [GOOD_BUS, {**GOOD_BUS, "name": "barn", "port": 503,
                            "meters": [{"name": "barn_meter", "unit": 1}]}],
       "modbus_server": {}},
-     "buses[1].meters[0].server_unit: meter 'barn_meter' and meter 'main' would both be "
-     "served as unit 1"),
+     "buses[1].meters[0].server_unit: 'barn_meter' and 'main' would both be served as unit 1"),
     (with_bus(meters=[{"name": "a", "unit": 1}, {"name": "b", "unit": 2, "server_unit": 1}])
      | {"modbus_server": {}},
-     "buses[0].meters[1].server_unit: meter 'b' and meter 'a' would both be served as unit 1"),
+     "buses[0].meters[1].server_unit: 'b' and 'a' would both be served as unit 1"),
     (with_bus(meters=[{"name": "a", "unit": 1, "server_unit": 0}]),
      "buses[0].meters[0].server_unit: must be 1..247"),
     ({"modbus_server": {"port": 0}}, "modbus_server.port: must be 1..65535"),

@@ -5,18 +5,19 @@ from __future__ import annotations
 import pytest
 
 from bridge.core.share_rules import (
-    MAP_REGISTERS,
     block_to_read,
     check_in_map,
     command_for_write,
     fresh_words,
+    map_registers,
 )
 from bridge.errors import RequestRefused
-from bridge.meters.series4000 import points as s4k
-from bridge.meters.series4000.commands import Write, parse_command
-from bridge.meters.series4000.setup import decode_setup
+from bridge.meters.profile import Write
+from bridge.meters.series4000 import PROFILE
 from bridge.modbus.server import TokenBucket
 from bridge.sim.model import SimulatedMeter
+
+MAP_REGISTERS = map_registers(PROFILE.registers)
 
 # (first register, count, in the map)
 READS = [
@@ -36,10 +37,10 @@ READS = [
 @pytest.mark.parametrize(("first", "count", "inside"), READS)
 def test_reads_inside_the_map(first: int, count: int, inside: bool) -> None:
     if inside:
-        check_in_map(first, count)
+        check_in_map(first, count, MAP_REGISTERS)
     else:
         with pytest.raises(RequestRefused) as err:
-            check_in_map(first, count)
+            check_in_map(first, count, MAP_REGISTERS)
         assert err.value.code == 2 and "not in the meter's map" in err.value.reason
 
 
@@ -88,7 +89,7 @@ def test_block_to_read(first: int, count: int, expected: tuple[int, int]) -> Non
     assert block_to_read(first, count, PLANNED) == expected
 
 
-SETUP = decode_setup([SimulatedMeter(1, 40).registers()[r] for r in range(129, 155)])
+SETUP = PROFILE.decode_setup([SimulatedMeter(1, 40).registers()[r] for r in range(129, 155)])
 
 # (register, value, setting, payload)
 WRITES = [
@@ -108,9 +109,9 @@ WRITES = [
 @pytest.mark.parametrize(("reg", "raw", "key", "payload"), WRITES)
 def test_a_write_is_the_mqtt_command_for_the_register(reg: int, raw: int, key: str,
                                                       payload: bytes) -> None:
-    assert command_for_write(reg, raw) == (key, payload)
+    assert command_for_write(PROFILE, reg, raw) == (key, payload)
     # ...and the command path turns it back into the same register write.
-    write = parse_command(key, payload, SETUP)
+    write = PROFILE.parse_command(key, payload, SETUP)
     assert isinstance(write, Write) and (write.reg, write.value) == (reg, raw)
 
 
@@ -129,15 +130,16 @@ REFUSED_WRITES = [
 @pytest.mark.parametrize(("reg", "raw", "code"), REFUSED_WRITES)
 def test_writes_refused_before_the_command_path(reg: int, raw: int, code: int) -> None:
     with pytest.raises(RequestRefused) as err:
-        command_for_write(reg, raw)
+        command_for_write(PROFILE, reg, raw)
     assert err.value.code == code
 
 
 def test_every_setting_register_is_writable_through_the_server() -> None:
-    writable = {r.reg for r in s4k.ALL_REGISTERS if r.writable}
-    for reg in writable - {s4k.REG_COMMAND}:
-        key, _ = command_for_write(reg, 1)
-        assert s4k.SETTINGS_BY_KEY[key].reg == reg
+    writable = {r.reg for r in PROFILE.registers if r.writable}
+    settings = {s.key: s.reg for s in PROFILE.settings}
+    for reg in writable - {PROFILE.command_register}:
+        key, _ = command_for_write(PROFILE, reg, 1)
+        assert settings[key] == reg
 
 
 def test_token_bucket() -> None:

@@ -16,9 +16,15 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 
-from bridge.core.commands import CommandRequest, Outcome
+from bridge.core.commands import CommandRequest, Outcome, publish_result
 from bridge.core.poller import BusPoller, MeterRuntime
-from bridge.core.share_rules import block_to_read, check_in_map, command_for_write, fresh_words
+from bridge.core.share_rules import (
+    block_to_read,
+    check_in_map,
+    command_for_write,
+    fresh_words,
+    map_registers,
+)
 from bridge.errors import (
     DEVICE_BUSY,
     DEVICE_FAILURE,
@@ -30,7 +36,6 @@ from bridge.errors import (
     ModbusExceptionReply,
     RequestRefused,
 )
-from bridge.meters.series4000.setup import CONFIG_COUNT, CONFIG_START
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +61,9 @@ class MeterShare:
         self._meters: dict[int, tuple[BusPoller, MeterRuntime]] = {
             rt.cfg.effective_server_unit: (poller, rt)
             for poller in pollers for rt in poller.meters.values()}
+        #: The registers of each meter's map (what its profile says a client may read).
+        self._maps = {unit: map_registers(rt.profile.registers)
+                      for unit, (_, rt) in self._meters.items()}
         self._in_flight: dict[_Key, asyncio.Future[tuple[int, ...]]] = {}
         #: Reads answered from the cache, and reads that went to a bus (figures for tests and
         #: the status page).
@@ -81,7 +89,7 @@ class MeterShare:
         """The words at 0-based ``address`` from the fresh cache, or None if the bus must be
         asked (the server decides whether this client may still pass a read through)."""
         _, rt = self._meter(unit)
-        check_in_map(address + 1, count)
+        check_in_map(address + 1, count, self._maps[unit])
         words = fresh_words(rt.words, address + 1, count, self.clock(), self.max_age_s)
         if words is not None:
             self.cache_hits += 1
@@ -91,9 +99,9 @@ class MeterShare:
         """One read on the meter's bus (shared with every client waiting for the block)."""
         poller, rt = self._meter(unit)
         first = address + 1
-        check_in_map(first, count)
-        planned = [(b.start, b.count) for b in rt.full_blocks]
-        planned.append((CONFIG_START, CONFIG_COUNT))
+        check_in_map(first, count, self._maps[unit])
+        config = rt.profile.config_block
+        planned = [(b.start, b.count) for b in (*rt.full_blocks, config)]
         start, n = block_to_read(first, count, planned)
         key = (rt.name, start, n)
         future = self._in_flight.get(key)
@@ -142,11 +150,11 @@ class MeterShare:
         MQTT command for it; the first refusal ends the write."""
         poller, rt = self._meter(unit)
         for offset, raw in enumerate(values):
-            key, payload = command_for_write(address + 1 + offset, raw)
+            key, payload = command_for_write(rt.profile, address + 1 + offset, raw)
             reply: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
             if not poller.submit(CommandRequest(rt.name, key, payload, reply=reply)):
-                poller.publish_result(rt.name, key, payload.decode(), False, None,
-                                      "too many commands queued; try again")
+                publish_result(poller.hub, poller.topics, rt.name, key, payload.decode(), False,
+                               None, "too many commands queued; try again")
                 raise RequestRefused(DEVICE_BUSY, f"the bus of {rt.name} has too much queued")
             try:
                 outcome = await asyncio.wait_for(asyncio.shield(reply), self.wait_s)

@@ -1,4 +1,5 @@
-"""What a Modbus TCP client may read and write through the bridge (pure, driven by the profile).
+"""What a Modbus TCP client may read and write through the bridge (pure, driven by the meter
+profile).
 
 Register numbers here are the manual's 1-based numbers, like everywhere in the profile; the
 server converts from the 0-based wire addresses at its edge.
@@ -19,22 +20,19 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 
 from bridge.errors import ILLEGAL_ADDRESS, ILLEGAL_FUNCTION, ILLEGAL_VALUE, RequestRefused
-from bridge.meters.series4000 import points as s4k
+from bridge.meters.profile import MeterProfile, Setting
 from bridge.model.registers import Register
 
 #: The words of the latest read of each block by its first register, and when it was read.
 StoredWords = Mapping[int, tuple[tuple[int, ...], float]]
 
 
-def map_registers(rows: Iterable[Register] = s4k.ALL_REGISTERS) -> frozenset[int]:
+def map_registers(rows: Iterable[Register]) -> frozenset[int]:
     """Every register number a row of the map covers (both words of a 32-bit value)."""
     return frozenset(reg for row in rows for reg in range(row.reg, row.last_reg + 1))
 
 
-MAP_REGISTERS = map_registers()
-
-
-def check_in_map(first_reg: int, count: int, known: frozenset[int] = MAP_REGISTERS) -> None:
+def check_in_map(first_reg: int, count: int, known: frozenset[int]) -> None:
     """Refuse (exception 02) a read that covers a register outside the meter's map."""
     missing = [r for r in range(first_reg, first_reg + count) if r not in known]
     if missing:
@@ -66,7 +64,7 @@ def block_to_read(first_reg: int, count: int,
     return min(covering, key=lambda block: block[1]) if covering else (first_reg, count)
 
 
-def _payload_for_setting(setting: s4k.Setting, raw: int) -> bytes:
+def _payload_for_setting(setting: Setting, raw: int) -> bytes:
     """The MQTT payload that asks for register value ``raw`` of ``setting``."""
     if setting.kind == "select":
         return str(raw).encode()  # a select takes its option's code as well as its label
@@ -75,23 +73,23 @@ def _payload_for_setting(setting: s4k.Setting, raw: int) -> bytes:
     return format(value, "f").encode()
 
 
-def command_for_write(reg: int, raw: int) -> tuple[str, bytes]:
+def command_for_write(profile: MeterProfile, reg: int, raw: int) -> tuple[str, bytes]:
     """(setting or button key, MQTT payload) for a write of ``raw`` to register ``reg``.
 
     Refuses a register outside the map (02), one the bridge does not write (01) and a value of
     the command register that is no command (03); whether the value is acceptable for a setting
     is the command path's decision, not this function's.
     """
-    if reg == s4k.REG_COMMAND:
-        for command in s4k.COMMANDS:
+    if reg == profile.command_register:
+        for command in profile.commands:
             if command.value == raw:
                 return command.key, b"PRESS"
-        known = ", ".join(f"{c.value} ({c.key})" for c in s4k.COMMANDS)
+        known = ", ".join(f"{c.value} ({c.key})" for c in profile.commands)
         raise RequestRefused(ILLEGAL_VALUE, f"{raw} is not a command for register "
-                                            f"{s4k.REG_COMMAND}; known: {known}")
-    for setting in s4k.SETTINGS:
+                                            f"{reg}; known: {known}")
+    for setting in profile.settings:
         if setting.reg == reg:
             return setting.key, _payload_for_setting(setting, raw)
-    if reg in MAP_REGISTERS:
+    if reg in map_registers(profile.registers):
         raise RequestRefused(ILLEGAL_FUNCTION, f"register {reg} is not writable")
     raise RequestRefused(ILLEGAL_ADDRESS, f"register {reg} is not in the meter's map")
