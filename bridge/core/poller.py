@@ -108,11 +108,6 @@ class BusPoller:
                     # cancellation that arrives as the answer does: stop all the same.
                     raise asyncio.CancelledError
                 wait = await self.step()
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    # Python 3.11's wait_for (inside pymodbus) loses a cancellation that comes
-                    # with the answer; the next timeout below would then swallow it for good.
-                    raise asyncio.CancelledError
                 if wait is None or wait > 0:
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
