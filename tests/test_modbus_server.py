@@ -69,6 +69,13 @@ def image_words(sim: Any, unit: int, first_reg: int, count: int) -> list[int]:
     return [image.get(first_reg + i, 0) for i in range(count)]
 
 
+def mbap_read(transaction: int, address: int, count: int, unit: int = 1) -> bytes:
+    """A Modbus TCP read of holding registers, as bytes on the wire."""
+    pdu = bytes([3]) + address.to_bytes(2, "big") + count.to_bytes(2, "big")
+    return transaction.to_bytes(2, "big") + bytes(2) + (len(pdu) + 1).to_bytes(2, "big") + \
+        bytes([unit]) + pdu
+
+
 def exception_code(response: Any) -> int | None:
     return response.exception_code if isinstance(response, ExceptionResponse) else None
 
@@ -91,9 +98,17 @@ async def test_fresh_cache_answers_without_touching_the_bus(broker: Broker, sim_
             assert energy.function_code == 4
             assert c1.convert_from_registers(energy.registers, c1.DATATYPE.FLOAT32) == \
                 pytest.approx(1234.5)
-        assert sim.requests == before  # 101 reads, not one request on the bus
+        # Two requests in one segment: both answered, in order (transaction ids 7 and 8).
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(mbap_read(7, FLOAT_ADDRESS, 2) + mbap_read(8, FLOAT_ADDRESS + 2, 2))
+        answers = [await asyncio.wait_for(reader.readexactly(13), 5) for _ in range(2)]
+        assert [a[:2] for a in answers] == [b"\x00\x07", b"\x00\x08"]
+        assert answers[0][9:] == b"".join(w.to_bytes(2, "big")
+                                          for w in image_words(sim, 1, 257, 2))
+        writer.close()
+        assert sim.requests == before  # 103 reads, not one request on the bus
         assert svc.share is not None and svc.share.bus_reads == 0
-        assert svc.share.cache_hits == 101
+        assert svc.share.cache_hits == 103
 
 
 async def test_stale_cache_costs_one_read_shared_by_all_waiting(

@@ -172,20 +172,28 @@ class _Connection(ServerRequestHandler):
     # -- requests -----------------------------------------------------------------------------
 
     def callback_data(self, data: bytes, addr: tuple[Any, ...] | None = None) -> int:
-        used: int = super().callback_data(data, addr)
-        request, self.last_pdu = self.last_pdu, None  # answered here, not by pymodbus
-        if request is None:
-            return used
+        # pymodbus takes one frame per call; a client may send several in one segment.
+        used = 0
+        while used < len(data):
+            step: int = super().callback_data(data[used:], addr)
+            request, self.last_pdu = self.last_pdu, None  # answered here, not by pymodbus
+            if request is not None:
+                self._accept(request)
+            if step <= 0:
+                break  # the rest is an incomplete frame: wait for more
+            used += step
+        return used
+
+    def _accept(self, request: ModbusPDU) -> None:
         self._last_activity = self.share.clock()
         self.stats.requests += 1
         if self._pending >= MAX_PENDING_PER_CONNECTION:
             self._send(request, _exception(request, DEVICE_BUSY))
-            return used
+            return
         self._pending += 1
         task = asyncio.get_running_loop().create_task(self._serve(request))
         self.share.tasks.add(task)
         task.add_done_callback(self.share.tasks.discard)
-        return used
 
     async def _serve(self, request: ModbusPDU) -> None:
         try:
