@@ -69,9 +69,15 @@ INVALID: list[tuple[Any, str]] = [
     ({"log_level": "loud"}, "log_level: must be one of"),
     ({"bridge_id": "My Bridge"}, "bridge_id: must use only"),
     ([1, 2], "config: the top level must be a mapping"),
-    ({"buses": [GOOD_BUS, {**GOOD_BUS, "name": "barn", "port": 503,
-                           "meters": [{"name": "barn_meter", "unit": 1}]}],
-      "modbus_server": {}},
+]
+
+TWO_BUSES_ONE_UNIT = {"buses": [GOOD_BUS, {**GOOD_BUS, "name": "barn", "port": 503,
+                                           "meters": [{"name": "barn_meter", "unit": 1}]}],
+                      "modbus_server": {}}
+
+# The Modbus server's keys (checked in-process; check-config's exit code once, below).
+INVALID_SERVER: list[tuple[Any, str]] = [
+    (TWO_BUSES_ONE_UNIT,
      "buses[1].meters[0].server_unit: 'barn_meter' and 'main' would both be served as unit 1"),
     (with_bus(meters=[{"name": "a", "unit": 1}, {"name": "b", "unit": 2, "server_unit": 1}])
      | {"modbus_server": {}},
@@ -81,6 +87,21 @@ INVALID: list[tuple[Any, str]] = [
     ({"modbus_server": {"port": 0}}, "modbus_server.port: must be 1..65535"),
     ({"modbus_server": {"max_age": 2}}, "modbus_server.max_age: unknown key"),
 ]
+
+
+@pytest.mark.parametrize(("data", "expected"), INVALID_SERVER,
+                         ids=[e for _, e in INVALID_SERVER])
+def test_invalid_server_config_names_the_key(data: Any, expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, env={})
+    assert str(err.value).startswith(expected), str(err.value)
+
+
+async def test_check_config_names_both_meters_of_a_server_unit(tmp_path: Path) -> None:
+    path = tmp_path / "units.yaml"
+    path.write_text(yaml.safe_dump(TWO_BUSES_ONE_UNIT))
+    code, _, err = await run_cli("check-config", str(path))
+    assert code == 2 and "'barn_meter' and 'main' would both be served as unit 1" in err
 
 
 def test_server_units_default_to_the_meter_units() -> None:
