@@ -22,7 +22,8 @@ from tests.service_helpers import bridge_config, running, tcp_bus
 from tests.test_homeassistant import CONFIGURATION, HA_PYTHON, mqtt_entry
 from tests.test_modbus_server import free_port
 
-pytestmark = pytest.mark.homeassistant
+# Home Assistant's first start in a fresh config directory takes minutes on a loaded machine.
+pytestmark = [pytest.mark.homeassistant, pytest.mark.timeout(600)]
 
 #: The hub as a user writes it (the README shows the same): float32 high word first, the
 #: Series 4000's float block at registers 257 (energy, kWh) and 261 (power, kW).
