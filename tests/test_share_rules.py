@@ -17,7 +17,7 @@ from bridge.meters.series4000 import PROFILE
 from bridge.modbus.server import TokenBucket
 from bridge.sim.model import SimulatedMeter
 
-MAP_REGISTERS = map_registers(PROFILE.registers)
+MAP_REGISTERS = map_registers(PROFILE.register_map)
 
 # (first register, count, in the map)
 READS = [
@@ -135,7 +135,7 @@ def test_writes_refused_before_the_command_path(reg: int, raw: int, code: int) -
 
 
 def test_every_setting_register_is_writable_through_the_server() -> None:
-    writable = {r.reg for r in PROFILE.registers if r.writable}
+    writable = {r.reg for r in PROFILE.register_map if r.writable}
     settings = {s.key: s.reg for s in PROFILE.settings}
     for reg in writable - {PROFILE.command_register}:
         key, _ = command_for_write(PROFILE, reg, 1)

@@ -40,24 +40,11 @@ class Outcome(Enum):
     FAILED = "failed"
 
 
-class Outcome(Enum):
-    """How a command ended (the result message says it in words)."""
-
-    DONE = "done"
-    WRITES_DISABLED = "writes_disabled"
-    #: Refused by validation: nothing reached the meter.
-    INVALID = "invalid"
-    #: Sent, but the meter refused it, did not confirm it, or does not hold the value.
-    FAILED = "failed"
-
-
 @dataclass(frozen=True, slots=True)
 class CommandRequest:
     meter: str
     key: str
     payload: bytes
-    #: Set to the outcome when the command has run (for a sender that waits for it).
-    reply: asyncio.Future[Outcome] | None = field(default=None, compare=False)
     #: Set to the outcome when the command has run (for a sender that waits for it).
     reply: asyncio.Future[Outcome] | None = field(default=None, compare=False)
 
@@ -146,7 +133,6 @@ async def execute(bus: BusTask, rt: MeterRuntime, req: CommandRequest) -> Outcom
     bus.publish_state(rt, force=True)
     if "full" in rt.due:
         rt.due["full"] = min(rt.due["full"], bus.clock())
-    return Outcome.DONE if error is None else Outcome.FAILED
     return Outcome.DONE if error is None else Outcome.FAILED
 
 

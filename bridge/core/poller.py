@@ -209,7 +209,6 @@ class BusPoller:
     def take_setup(self, rt: MeterRuntime, setup: MeterSetup, announce: bool = False) -> None:
         """A fresh read of the set-up block: replan and re-announce if the wiring changed."""
         rt.words[rt.profile.config_block.start] = (setup.words, self.clock())
-        rt.words[rt.profile.config_block.start] = (setup.words, self.clock())
         if apply_setup(rt, setup) or announce:
             self._announce(rt)
 

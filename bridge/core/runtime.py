@@ -62,9 +62,6 @@ class MeterRuntime:
     #: The words of the latest read of each block, exactly as the meter sent them, and when
     #: they were read, by the block's first register (the Modbus server answers from them).
     words: dict[int, tuple[tuple[int, ...], float]] = field(default_factory=dict)
-    #: The words of the latest read of each block, exactly as the meter sent them, and when
-    #: they were read, by the block's first register (the Modbus server answers from them).
-    words: dict[int, tuple[tuple[int, ...], float]] = field(default_factory=dict)
     #: What the meter refused (long reads, registers it lacks), kept while the bridge runs.
     limits: ReadLimits = NOTHING_REFUSED
     #: The wiring check's findings (``core.wiring``).

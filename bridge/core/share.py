@@ -62,7 +62,7 @@ class MeterShare:
             rt.cfg.effective_server_unit: (poller, rt)
             for poller in pollers for rt in poller.meters.values()}
         #: The registers of each meter's map (what its profile says a client may read).
-        self._maps = {unit: map_registers(rt.profile.registers)
+        self._maps = {unit: map_registers(rt.profile.register_map)
                       for unit, (_, rt) in self._meters.items()}
         self._in_flight: dict[_Key, asyncio.Future[tuple[int, ...]]] = {}
         #: Reads answered from the cache, and reads that went to a bus (figures for tests and

@@ -90,6 +90,6 @@ def command_for_write(profile: MeterProfile, reg: int, raw: int) -> tuple[str, b
     for setting in profile.settings:
         if setting.reg == reg:
             return setting.key, _payload_for_setting(setting, raw)
-    if reg in map_registers(profile.registers):
+    if reg in map_registers(profile.register_map):
         raise RequestRefused(ILLEGAL_FUNCTION, f"register {reg} is not writable")
     raise RequestRefused(ILLEGAL_ADDRESS, f"register {reg} is not in the meter's map")

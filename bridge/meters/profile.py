@@ -45,8 +45,6 @@ class MeterSetup:
     alarms: tuple[str, ...] = ()
     #: The block's words as the meter sent them (the Modbus server answers from them).
     words: tuple[int, ...] = ()
-    #: The block's words as the meter sent them (the Modbus server answers from them).
-    words: tuple[int, ...] = ()
 
     def setting_raw(self, key: str) -> int:
         return self.raw_settings[key]
@@ -142,10 +140,6 @@ class MeterProfile(Protocol):
     @property
     def register_map(self) -> tuple[Register, ...]:
         """Every register of the meter's point map (what ``read --raw`` dumps)."""
-
-    @property
-    def command_register(self) -> int:
-        """The register the commands' values are written to."""
 
     @property
     def command_register(self) -> int:
