@@ -7,7 +7,7 @@ import os
 import signal
 import socket
 
-from bridge.broker import Broker
+from bridge.sim.broker import Broker
 
 
 def accepts(port: int) -> bool:
