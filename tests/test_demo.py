@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from bridge.sim.broker import free_port
 from bridge.cli.demo import PULSE_INPUT, LiveView, _port_free
 from bridge.model.topics import Topics
+from bridge.sim.broker import free_port
 from tests.conftest import ROOT
 
 
