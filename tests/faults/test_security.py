@@ -7,7 +7,9 @@ import asyncio
 import datetime as dt
 import ipaddress
 import logging
+import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -157,15 +159,30 @@ async def test_password_never_in_run_logs(broker: Broker, sim_factory: Any,
         "[{name: m, unit: 1, poll_interval: 0.5}]}]\n"
         f"state_dir: {tmp_path / 'state'}\nlog_level: debug\n")
     proc = await asyncio.create_subprocess_exec(
-        "env", f"SECRET_PW={PASSWORD}", str(Path(ROOT / ".venv/bin/python")
-                                          if (ROOT / ".venv/bin/python").exists()
-                                          else "python3"),
-        "-m", "bridge", "-vv", "run", "--config", str(path), cwd=str(ROOT),
+        sys.executable, "-m", "bridge", "-vv", "run", "--config", str(path), cwd=str(ROOT),
+        env={**os.environ, "SECRET_PW": PASSWORD},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    await asyncio.sleep(4)
-    proc.terminate()
-    out, _ = await asyncio.wait_for(proc.communicate(), 20)
-    text = out.decode()
+    assert proc.stdout is not None
+    seen: list[bytes] = []
+    try:
+        # Connected, then one more poll's worth of debug output: the log lines that could
+        # carry the password (connect, subscribe, publish) have all been written by then.
+        async with asyncio.timeout(30):
+            while not any(b"MQTT connected" in line for line in seen):
+                line = await proc.stdout.readline()
+                assert line, b"".join(seen).decode()[-2000:]
+                seen.append(line)
+            while not any(b"series4000/m/state" in line for line in seen):
+                line = await proc.stdout.readline()
+                assert line, b"".join(seen).decode()[-2000:]
+                seen.append(line)
+        proc.terminate()
+        rest, _ = await asyncio.wait_for(proc.communicate(), 20)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    text = (b"".join(seen) + rest).decode()
     assert "MQTT connected" in text, text[-2000:]
     assert PASSWORD not in text
 
