@@ -118,14 +118,17 @@ async def test_tls_client_certificate_and_password(tls_broker: Any, sim_factory:
 ])
 async def test_tls_broker_refuses_bad_credentials(tls_broker: Any, sim_factory: Any,
                                                   tmp_path: Path, caplog: Any, password: str,
-                                                  client_cert: bool, why: str) -> None:
+                                                  client_cert: bool, why: str,
+                                                  wait_until: Any) -> None:
     broker, pki = tls_broker
     sim = sim_factory([1], 40)
     _, port = await sim.serve_tcp()
     caplog.set_level(logging.DEBUG)
     async with running(tls_config(broker.port, port, pki, tmp_path, password,
                                   client_cert)) as service:
-        await asyncio.sleep(2.0)
+        # Refused and reported at least once, with polls going on meanwhile.
+        await wait_until(lambda: service.link._last_error is not None
+                         and service.pollers[0].cycles > 0, 20, "a refused connection")
         assert service.link.connects == 0
         # The bus side keeps working while the broker refuses us.
         assert service.pollers[0].cycles > 0
