@@ -49,7 +49,7 @@ def _port_free(port: int, host: str = "127.0.0.1") -> bool:
 def _start_broker(host: str) -> Broker:
     """On MQTT's usual port when nothing listens there, else on a free one (also when another
     broker took it between the check and the start)."""
-    if _port_free(MQTT_PORT):
+    if _port_free(MQTT_PORT, host):
         with contextlib.suppress(RuntimeError):
             return Broker(host=host, port=MQTT_PORT).start()
     return Broker(host=host, port=free_port(host)).start()
