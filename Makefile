@@ -7,15 +7,21 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv mosquitto mbpoll addon-tools lint typecheck test test-ha test-fast demo bench bench-quick soak clean addon-repo
+.PHONY: help venv mosquitto mbpoll addon-tools lint typecheck test test-repeat ha-python test-ha test-fast demo bench bench-quick soak clean addon-repo
 
 help:
 	@echo "make demo        run the bridge on simulated meters with a local broker"
-	@echo "make test        lint, type-check and run the whole test suite"
+	@echo "make test        lint, type-check and run the test suite (all but the Home Assistant tests)"
+	@echo "make test-repeat the suite N times in a row, stopping at the first failure (N=5)"
+	@echo "make test-fast   the suite without the slow tests, stopping at the first failure"
+	@echo "make test-ha     our discovery against a real Home Assistant (needs Python 3.13)"
+	@echo "make lint        ruff on bridge/ and tests/, and the import contracts"
+	@echo "make typecheck   mypy --strict on bridge/"
 	@echo "make bench       benchmarks (bus utilisation, CPU, memory), results in bench-results/"
 	@echo "make bench-quick the same figures in under a minute"
 	@echo "make soak        one hour against 63 simulated meters with faults injected"
 	@echo "make addon-repo  assemble the Home Assistant add-on repository in $(ADDON_OUT)/"
+	@echo "make clean       remove the virtual environment and caches"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -51,8 +57,21 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy
 
+# The suite `make test` runs: everything but the Home Assistant tests (`make test-ha`); the
+# gpio-sim tests run where the kernel module is there and skip with the reason where not.
+SUITE := $(VENV)/bin/pytest -q -p no:cacheprovider -m "not homeassistant" tests
+
 test: venv mosquitto mbpoll addon-tools lint typecheck
-	$(VENV)/bin/pytest -q -p no:cacheprovider -m "not homeassistant" tests
+	$(SUITE)
+
+# The suite N times in a row, stopping at the first failure: a test that fails one run in a few
+# is a defect. `make test-repeat N=5` (6-10 minutes a run).
+N ?= 5
+test-repeat: venv mosquitto mbpoll addon-tools lint typecheck
+	@for i in $$(seq 1 $(N)); do \
+	  echo "== run $$i of $(N), $$(date -u +%H:%M:%S) UTC"; \
+	  $(SUITE) || { echo "run $$i of $(N) failed"; exit 1; }; \
+	done; echo "$(N) runs in a row passed"
 
 # Our discovery against a real Home Assistant 2025.4.4 (Python 3.13, a few minutes to install).
 HA_VENV ?= .ha-venv
@@ -64,7 +83,15 @@ $(HA_VENV)/.installed:
 	$(HA_VENV)/bin/pip install --quiet homeassistant==2025.4.4 pymodbus==3.8.3  # modbus: integration
 	@touch $@
 
-test-ha: venv mosquitto $(HA_VENV)/.installed
+# Checked first: without it the install of Home Assistant would fail late and obscurely.
+ha-python:
+	@test -n "$(HA_PY)" && $(HA_PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' \
+	  2>/dev/null || { \
+	  echo "make test-ha needs Python 3.13 (Home Assistant 2025.4 requires it) found: $(or $(HA_PY),none)."; \
+	  echo "Install it (Debian 13: apt-get install python3.13-venv; or pyenv install 3.13)"; \
+	  echo "or name it: make test-ha HA_PY=/path/to/python3.13"; exit 2; }
+
+test-ha: ha-python venv mosquitto $(HA_VENV)/.installed
 	HA_PYTHON=$(HA_VENV)/bin/python $(VENV)/bin/pytest -q -p no:cacheprovider -m homeassistant tests
 
 test-fast: venv

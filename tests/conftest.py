@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,38 @@ from bridge.sim.server import Simulator
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+# Temporary folders the code under test makes (a broker's mosq-*, a demo's) go into one folder
+# per session, inherited by child processes through TMPDIR: one a killed process leaves behind
+# does not stay in /tmp, and one a clean stop leaves behind fails the session.
+LEAK_PATTERNS = ("mosq-*",)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest's own tmp_path folders stay where pytest rotates them (kept for a failed test).
+    os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", tempfile.gettempdir())
+    session_tmp = tempfile.mkdtemp(prefix="s4k-tests-")
+    config.stash[SESSION_TMP] = (os.environ.get("TMPDIR"), session_tmp)
+    os.environ["TMPDIR"] = session_tmp
+    tempfile.tempdir = None  # re-read TMPDIR
+
+
+SESSION_TMP = pytest.StashKey[tuple[str | None, str]]()
+
+
+@pytest.hookimpl(trylast=True)  # after every fixture, session-scoped ones included, ended
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    previous, session_tmp = session.config.stash[SESSION_TMP]
+    left = sorted(str(p) for pattern in LEAK_PATTERNS for p in Path(session_tmp).glob(pattern))
+    if left:
+        print(f"\ntemporary folders left behind by the code under test: {left}", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    shutil.rmtree(session_tmp, ignore_errors=True)
+    if previous is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = previous
+    tempfile.tempdir = None
 
 
 @pytest.fixture

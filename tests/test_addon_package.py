@@ -17,6 +17,7 @@ import struct
 import subprocess
 import sys
 import tomllib
+import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -361,13 +362,18 @@ def test_dockerfile_installs_the_pinned_set_and_checks_health() -> None:
 def test_image_steps_in_a_fresh_venv(tmp_path: Path) -> None:
     """make addon-repo, then the Dockerfile's pip install into a new venv, then run it."""
     out = tmp_path / "addon-repository"
-    subprocess.run(["make", "--no-print-directory", "addon-repo", f"ADDON_OUT={out}",
-                    f"PYTHON={sys.executable}"], cwd=ROOT, check=True, capture_output=True,
-                   timeout=300)
+    built = subprocess.run(["make", "--no-print-directory", "addon-repo", f"ADDON_OUT={out}",
+                            f"PYTHON={sys.executable}"], cwd=ROOT, check=True,
+                           capture_output=True, text=True, timeout=300)
+    # No deprecation banner from the build backend (the license as an SPDX string).
+    assert "deprecated" not in built.stdout + built.stderr, built.stderr
     context = out / "series4000"
     assert (out / "repository.yaml").is_file()
     wheels = sorted((context / "wheels").glob("*.whl"))
     assert [w.name for w in wheels] == [f"series4000_bridge-{bridge.__version__}-py3-none-any.whl"]
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        metadata = wheel.read(f"series4000_bridge-{bridge.__version__}.dist-info/METADATA")
+    assert "License-Expression: MIT" in metadata.decode().splitlines()
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)

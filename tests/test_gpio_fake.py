@@ -192,8 +192,9 @@ async def test_watcher_survives_failing_callbacks_and_a_missing_chip(
             await task
 
 
-def test_only_gpio_io_imports_gpiod() -> None:
+def test_only_the_gpio_backend_imports_gpiod() -> None:
     bridge = Path(__file__).resolve().parent.parent / "bridge"
     pattern = re.compile(r"^\s*(import gpiod|from gpiod)", re.MULTILINE)
-    importers = sorted(p.name for p in bridge.rglob("*.py") if pattern.search(p.read_text()))
-    assert importers == ["gpio_io.py"]
+    importers = sorted(str(p.relative_to(bridge)) for p in bridge.rglob("*.py")
+                       if pattern.search(p.read_text()))
+    assert importers == ["gpio/backend.py"]

@@ -65,6 +65,7 @@ async def test_read_errors(sim_factory: Any, args: tuple[str, ...], code: int,
     got, out, err = await run_cli("read", "--tcp", f"127.0.0.1:{port}", "--timeout", "0.3",
                                   *args)
     assert got == code and message in err and not out
+    assert "continue with next request" not in err  # pymodbus's internals, not the meter's
 
 
 async def test_read_bad_arguments_exit_2() -> None:
@@ -77,7 +78,19 @@ async def test_read_bad_arguments_exit_2() -> None:
 
 async def test_read_refused_connection_exits_1() -> None:
     code, _, err = await run_cli("read", "--tcp", "127.0.0.1:1", "--unit", "1")
-    assert code == 1 and "cannot connect" in err
+    assert code == 1 and "cannot connect (connection refused or host unreachable)" in err
+
+
+async def test_read_of_a_name_that_does_not_resolve_says_so() -> None:
+    # .invalid never resolves (RFC 6761): the lookup fails, nothing is connected to.
+    code, _, err = await run_cli("read", "--tcp", "nosuchhost.invalid:502", "--unit", "1")
+    assert code == 1 and "host name 'nosuchhost.invalid' does not resolve" in err, err
+
+
+async def test_scan_reversed_range_says_so() -> None:
+    code, out, err = await run_cli("scan", "--tcp", "127.0.0.1:1", "--units", "5-1")
+    assert code == 2 and not out
+    assert err.strip() == "error: units '5-1': '5-1' is a reversed range (write 1-5)"
 
 
 async def test_scan_finds_the_meters(sim_factory: Any) -> None:

@@ -4,10 +4,11 @@ short soak for memory and task growth."""
 from __future__ import annotations
 
 import asyncio
-import gc
+import json
+import os
 import signal
+import statistics
 import sys
-import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import yaml
 from bridge.sim.broker import Broker, free_port
 from tests.conftest import ROOT
 from tests.mqtt_helpers import recorder
-from tests.service_helpers import bridge_config, running, tcp_bus
+from tests.service_helpers import tcp_bus
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -53,39 +54,87 @@ async def test_signal_publishes_offline_and_exits_0(sig: signal.Signals, broker:
         assert msg.payload == "offline" and msg.retain
 
 
-async def test_no_growth_of_memory_or_tasks(broker: Broker, tmp_path: Path) -> None:
-    """A short version of the 30-minute run: 10 meters polled continuously.
+# The bridge alone in a child process, traced from its start (tests/memory_child.py), sampled
+# at fixed numbers of polls after warm-up: a machine slowed by load takes longer to reach them
+# but allocates the same per poll. A leak is a slope in bytes per poll; which objects happen to
+# be alive at a sample is noise of about +-10 kB around a flat line, which the median of all
+# pairwise slopes (Theil-Sen) ignores where a least-squares line or a first-to-last difference
+# would not. 16 B per poll is 14 MB a day for 10 meters polled every second.
+MAX_GROWTH_B_PER_POLL = 16
+WARMUP_POLLS, STEP_POLLS, SAMPLES = 500, 200, 20
+INJECTED_LEAK_B = 32  # kept per poll by the child when asked; about 75 B traced with the object
 
-    The simulator runs in its own process so that only the bridge's allocations are traced.
-    A leak grows with the number of polls; the samples must stay within the noise of which
-    objects happen to be alive when a sample is taken.
-    """
+
+def theil_sen_slope(xs: list[int], ys: list[int]) -> float:
+    return statistics.median((ys[j] - ys[i]) / (xs[j] - xs[i])
+                             for i in range(len(xs)) for j in range(i + 1, len(xs))
+                             if xs[j] != xs[i])
+
+
+@pytest.mark.parametrize(("xs", "ys", "slope"), [
+    ([0, 1, 2, 3], [5, 5, 5, 5], 0.0),
+    ([0, 1, 2, 3, 4], [0, 2, 4, 6, 8], 2.0),
+    ([0, 1, 2, 3, 4], [0, 2, 400, 6, 8], 2.0),  # one outlier does not move it
+])
+def test_theil_sen_slope(xs: list[int], ys: list[int], slope: float) -> None:
+    assert theil_sen_slope(xs, ys) == slope
+
+
+async def bridge_memory_samples(broker: Broker, tmp_path: Path,
+                                leak_b: int = 0) -> list[dict[str, int]]:
     port = free_port()
     sim = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bridge", "simulate", "--tcp", f"127.0.0.1:{port}",
         "--units", "1-10", cwd=str(ROOT), stdout=asyncio.subprocess.PIPE)
     try:
         assert sim.stdout is not None
-        await asyncio.wait_for(sim.stdout.readline(), 20)
+        await asyncio.wait_for(sim.stdout.readline(), 30)
         meters = [{"name": f"m{u}", "unit": u, "poll_interval": 0} for u in range(1, 11)]
-        cfg = bridge_config(broker.port, [tcp_bus(port, meters)], tmp_path)
-        async with running(cfg) as service:
-            poller = service.pollers[0]
-            while poller.cycles < 300:  # warm-up: every meter online, plans made
-                await asyncio.sleep(0.1)
-            tracemalloc.start()
-            samples, tasks = [], []
-            start = poller.cycles
-            for k in range(1, 7):
-                while poller.cycles < start + 250 * k:
-                    await asyncio.sleep(0.05)
-                gc.collect()
-                samples.append(tracemalloc.get_traced_memory()[0])
-                tasks.append(len(asyncio.all_tasks()))
-            tracemalloc.stop()
+        config = {"mqtt": {"host": "127.0.0.1", "port": broker.port},
+                  "buses": [tcp_bus(port, meters)], "state_dir": str(tmp_path / "state")}
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        env = {**os.environ, "MEMORY_TEST_LEAK_BYTES": str(leak_b)}
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.memory_child", str(path), str(WARMUP_POLLS),
+            str(STEP_POLLS), str(SAMPLES), cwd=str(ROOT), env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        try:
+            out, err = await asyncio.wait_for(child.communicate(), 400)
+        finally:
+            if child.returncode is None:
+                child.kill()
+                await child.wait()
     finally:
         sim.terminate()
         await sim.wait()
-    growth = sum(samples[3:]) / 3 - sum(samples[:3]) / 3
-    assert growth < 32 * 1024, f"traced memory grew {growth:.0f} B over 750 polls: {samples}"
-    assert max(tasks[3:]) <= max(tasks[:3]) + 2, tasks
+    assert child.returncode == 0, err.decode()[-3000:]
+    samples = [json.loads(line) for line in out.decode().splitlines()]
+    assert len(samples) == SAMPLES, out.decode()
+    return samples
+
+
+def growth_b_per_poll(samples: list[dict[str, int]]) -> float:
+    return theil_sen_slope([s["cycles"] for s in samples], [s["traced_b"] for s in samples])
+
+
+@pytest.mark.timeout(480)
+async def test_no_growth_of_memory_or_tasks(broker: Broker, tmp_path: Path) -> None:
+    """A short version of the 30-minute run: 10 meters polled continuously, 4000 polls."""
+    samples = await bridge_memory_samples(broker, tmp_path)
+    growth = growth_b_per_poll(samples)
+    print(f"\nbridge traced memory: {growth:+.2f} B per poll, samples "
+          f"{[s['traced_b'] for s in samples]}")
+    assert growth < MAX_GROWTH_B_PER_POLL, f"{growth:.1f} B per poll: {samples}"
+    tasks = [s["tasks"] for s in samples]
+    assert max(tasks[SAMPLES // 2:]) <= max(tasks[:SAMPLES // 2]) + 2, tasks
+
+
+@pytest.mark.timeout(480)
+async def test_memory_criterion_catches_a_small_leak(broker: Broker, tmp_path: Path) -> None:
+    """The same run with a leak injected into the child: the criterion must see it."""
+    samples = await bridge_memory_samples(broker, tmp_path, leak_b=INJECTED_LEAK_B)
+    growth = growth_b_per_poll(samples)
+    print(f"\nbridge traced memory with {INJECTED_LEAK_B} B kept per poll: "
+          f"{growth:+.2f} B per poll")
+    assert growth >= MAX_GROWTH_B_PER_POLL, f"{growth:.1f} B per poll: {samples}"

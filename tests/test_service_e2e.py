@@ -80,7 +80,7 @@ async def test_states_availability_and_discovery(system_type: int, broker: Broke
 
 
 async def test_broker_restart_restores_everything(broker: Broker, sim_factory: Any,
-                                                  tmp_path: Path) -> None:
+                                                  tmp_path: Path, wait_until: Any) -> None:
     sim = sim_factory([1], 40, frozen=True)
     _, port = await sim.serve_tcp()
     cfg = bridge_config(broker.port, [tcp_bus(port, [meter("main_panel", 1)])], tmp_path)
@@ -88,7 +88,7 @@ async def test_broker_restart_restores_everything(broker: Broker, sim_factory: A
         async with recorder(broker.port) as rec:
             await rec.wait_message("series4000/main_panel/state")
         broker.stop()
-        await asyncio.sleep(1.0)
+        await wait_until(lambda: not service.link.connected, 10, "the bridge sees the broker go")
         broker.start()  # same port, no persistence: every retained message is gone
         started = asyncio.get_running_loop().time()
         async with recorder(broker.port) as rec:

@@ -53,8 +53,10 @@ def parse_units(text: str) -> list[int]:
             hi = int(hi_text) if hi_text else lo
         except ValueError:
             raise UsageError(f"units {text!r}: {part!r} is not a number or range") from None
-        if not (1 <= lo <= 247 and 1 <= hi <= 247 and lo <= hi):
+        if not (1 <= lo <= 247 and 1 <= hi <= 247):
             raise UsageError(f"units {text!r}: {part!r} is outside 1..247")
+        if lo > hi:
+            raise UsageError(f"units {text!r}: {part!r} is a reversed range (write {hi}-{lo})")
         units.extend(range(lo, hi + 1))
     if not units:
         raise UsageError("no unit given")
@@ -67,9 +69,12 @@ def add_link_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--rtu-over-tcp", metavar="HOST:PORT",
                    help="RTU frames through a transparent Ethernet gateway")
     g.add_argument("--serial", metavar="DEVICE", help="RS-485 adapter, e.g. /dev/ttyUSB0")
-    p.add_argument("--baudrate", type=int, default=19200)
-    p.add_argument("--parity", choices=["N", "E", "O"], default="N")
-    p.add_argument("--stopbits", type=int, choices=[1, 2], default=1)
+    p.add_argument("--baudrate", type=int, default=19200,
+                   help="serial speed, also behind a gateway (default %(default)s)")
+    p.add_argument("--parity", choices=["N", "E", "O"], default="N",
+                   help="none, even or odd (default %(default)s)")
+    p.add_argument("--stopbits", type=int, choices=[1, 2], default=1,
+                   help="(default %(default)s)")
     p.add_argument("--timeout", type=float, default=1.0, help="seconds per request")
 
 

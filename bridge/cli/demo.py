@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bridge.app.service import Service
-from bridge.config import parse_config
+from bridge.config import MQTT_PORT, parse_config
 from bridge.gpio.fake import FakeGpioBackend
 from bridge.model.topics import Topics
 from bridge.mqtt.link import watch
@@ -34,13 +34,25 @@ FAULTS = {"garage": "voltage_missing:b"}
 PULSE_INPUT = "main_pulses"
 
 
-def _port_free(port: int) -> bool:
+def _port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Nothing listens on ``port``: the connections a previous demo left in TIME-WAIT do not
+    count (SO_REUSEADDR, as Mosquitto binds its listener), a listening socket does."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind(("127.0.0.1", port))
+            s.bind((host, port))
         except OSError:
             return False
     return True
+
+
+def _start_broker(host: str) -> Broker:
+    """On MQTT's usual port when nothing listens there, else on a free one (also when another
+    broker took it between the check and the start)."""
+    if _port_free(MQTT_PORT, host):
+        with contextlib.suppress(RuntimeError):
+            return Broker(host=host, port=MQTT_PORT).start()
+    return Broker(host=host, port=free_port(host)).start()
 
 
 def demo_config(broker_host: str, broker_port: int, modbus_port: int,
@@ -62,9 +74,10 @@ def demo_config(broker_host: str, broker_port: int, modbus_port: int,
 class LiveView:
     """Keeps the latest published values and draws a compact table per meter."""
 
-    def __init__(self, topics: Topics, out: TextIO) -> None:
+    def __init__(self, topics: Topics, out: TextIO, addresses: list[str]) -> None:
         self.topics = topics
         self.out = out
+        self.addresses = addresses  # where to connect, on every redraw
         self.states: dict[str, dict[str, Any]] = {}
         self.available: dict[str, str] = {}
         self.tty = out.isatty()
@@ -82,7 +95,7 @@ class LiveView:
 
     def render(self) -> str:
         lines = ["Series 4000 bridge demo: simulated meters -> Modbus TCP -> bridge -> MQTT",
-                 ""]
+                 *self.addresses, ""]
         header = (f"{'meter':<11}{'status':<9}{'type':>5}{'power W':>10}{'L-N V':>8}"
                   f"{'L-L V':>8}{'current A':>10}{'PF':>6}{'Hz':>7}{'energy kWh':>12}  alarms")
         lines += [header, "-" * len(header)]
@@ -104,9 +117,14 @@ class LiveView:
         if findings:
             lines += ["", "Wiring check:", *(f"  {line}" for line in findings)]
         p = self.states.get(PULSE_INPUT, {})
+
+        def shown(key: str) -> str:  # a key the bridge has no value for yet is null: "-"
+            value = p.get(key)
+            return "-" if value is None else str(value)
+
         lines += ["", f"pulse input {PULSE_INPUT} ({self.available.get(PULSE_INPUT, '...')}): "
-                      f"{p.get('pulses', '-')} pulses, {p.get('energy_kwh', '-')} kWh, "
-                      f"{p.get('power_w', '-')} W, vs meter: {p.get('meter_difference', '-')}"]
+                      f"{shown('pulses')} pulses, {shown('energy_kwh')} kWh, "
+                      f"{shown('power_w')} W, vs meter: {shown('meter_difference')}"]
         return "\n".join(lines)
 
     def draw(self) -> None:
@@ -140,16 +158,15 @@ async def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
     broker: Broker | None = None
     if args.broker:
-        host, port = parse_host_port(args.broker, 1883)
+        host, port = parse_host_port(args.broker, MQTT_PORT)
     else:
         if find_mosquitto() is None:
             print("The demo needs an MQTT broker. Install Mosquitto (sudo apt-get install "
                   "mosquitto; `make demo` does this), or point the demo at a broker you have:\n"
                   "  python -m bridge demo --broker HOST:PORT", file=sys.stderr)
             return 2
-        host = "127.0.0.1"
-        port = 1883 if _port_free(1883) else free_port()
-        broker = Broker(host=host, port=port).start()
+        broker = _start_broker("127.0.0.1")
+        host, port = broker.host, broker.port
     sim = Simulator.build([u for _, u, _ in METERS], [t for _, _, t in METERS])
     for name, unit, _ in METERS:
         if name in FAULTS:
@@ -166,9 +183,10 @@ async def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         state_dir = Path(args.state_dir)
         config = parse_config(demo_config(host, port, modbus_port, state_dir))
         service = Service(config, gpio_backend=backend)
-        view = LiveView(service.topics, out)
-        print(f"broker {host}:{port} (connect Home Assistant's MQTT integration here), "
-              f"simulated meters on Modbus TCP 127.0.0.1:{modbus_port}", file=out, flush=True)
+        view = LiveView(service.topics, out, [
+            f"broker {host}:{port} (connect Home Assistant's MQTT integration here), "
+            f"simulated meters on Modbus TCP 127.0.0.1:{modbus_port}"])
+        print(*view.addresses, sep="\n", file=out, flush=True)
         tasks.append(asyncio.create_task(service.run(stop)))
         viewer = asyncio.create_task(watch(host, port, f"{config.mqtt.base_topic}/#",
                                            view.on_message, f"demo-view-{port}"))

@@ -182,18 +182,21 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m bridge",
         description="Leviton Series 4000-K meters (Modbus) to MQTT and Home Assistant.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0)
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more log output: -v info, -vv debug (before the verb)")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     p = sub.add_parser("run", help="run the bridge (the service)")
-    p.add_argument("--config", required=True, metavar="FILE")
+    p.add_argument("--config", required=True, metavar="FILE",
+                   help="the configuration (see config.example.yaml); stop with Ctrl-C or "
+                        "SIGTERM")
 
     p = sub.add_parser("check-config", help="validate a configuration file")
-    p.add_argument("config", metavar="FILE")
+    p.add_argument("config", metavar="FILE", help="the configuration file to check")
 
     p = sub.add_parser("print-discovery",
                        help="print the Home Assistant discovery messages the bridge would send")
-    p.add_argument("--config", required=True, metavar="FILE")
+    p.add_argument("--config", required=True, metavar="FILE", help="the configuration")
     p.add_argument("--system-type", type=int, choices=[10, 11, 12, 31, 40],
                    help="assume this wiring instead of reading it from each meter")
 
@@ -226,13 +229,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--broker", metavar="HOST:PORT",
                    help="use this MQTT broker instead of starting Mosquitto")
     p.add_argument("--seconds", type=float, default=0, help="stop after this long")
-    p.add_argument("--state-dir", default=".demo/state")
+    p.add_argument("--state-dir", default=".demo/state",
+                   help="where the pulse total is kept (default %(default)s)")
 
     p = sub.add_parser("simulate", help="serve simulated Series 4000-K meters")
-    p.add_argument("--tcp", metavar="HOST:PORT", action="append", default=[])
-    p.add_argument("--rtu-over-tcp", metavar="HOST:PORT", action="append", default=[])
+    p.add_argument("--tcp", metavar="HOST:PORT", action="append", default=[],
+                   help="serve Modbus TCP here (repeatable)")
+    p.add_argument("--rtu-over-tcp", metavar="HOST:PORT", action="append", default=[],
+                   help="serve RTU frames over TCP here, as a gateway does (repeatable)")
     p.add_argument("--pty", action="store_true", help="RTU on a pseudo-terminal")
-    p.add_argument("--units", default="1")
+    p.add_argument("--units", default="1", help="e.g. 1-10,20 (default %(default)s)")
     p.add_argument("--system-type", default="40",
                    help="one type for all units, or one per unit: 40,12,10")
     p.add_argument("--frozen", action="store_true", help="values do not move")
@@ -261,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--python", default=sys.executable,
                    help="the Python that runs the bridge (default: this one, %(default)s)")
     p.add_argument("--dry-run", action="store_true", help="print the unit instead of writing it")
+    for action in sub._choices_actions:  # `VERB --help` starts with what the verb does
+        sub.choices[action.dest].description = action.help
     return parser
 
 

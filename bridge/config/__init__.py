@@ -9,6 +9,8 @@ path, e.g. ``buses[0].meters[1].unit: must be 1..247``. ``schema`` holds the mod
 from bridge.config.loading import format_validation_error, load_config, parse_config
 from bridge.config.schema import (
     DEFAULT_FAST_KEYS,
+    MQTT_PORT,
+    MQTT_TLS_PORT,
     NAME_RE,
     AlarmInputConfig,
     BusConfig,
@@ -22,7 +24,8 @@ from bridge.config.schema import (
     TlsConfig,
 )
 
-__all__ = ["DEFAULT_FAST_KEYS", "NAME_RE", "AlarmInputConfig", "BusConfig", "Config",
+__all__ = ["DEFAULT_FAST_KEYS", "MQTT_PORT", "MQTT_TLS_PORT", "NAME_RE", "AlarmInputConfig",
+           "BusConfig", "Config",
            "GpioInputConfig", "MeterConfig", "ModbusServerConfig", "MqttConfig", "PublishConfig",
            "PulseInputConfig", "TlsConfig", "format_validation_error", "load_config",
            "parse_config"]

@@ -21,6 +21,7 @@ from bridge.model.ha_release import HaVersion, parse_version
 from bridge.model.quantities import BY_KEY
 
 NAME_RE = re.compile(r"^[a-z0-9_]+$")
+MQTT_PORT, MQTT_TLS_PORT = 1883, 8883  # the IANA ports for MQTT and MQTT over TLS
 #: Characters that would change an MQTT topic's meaning or break it.
 _TOPIC_FORBIDDEN = re.compile(r"[#+\x00]|//|^/|/$|\s")
 
@@ -104,7 +105,7 @@ class MqttConfig(Strict):
 
     @property
     def effective_port(self) -> int:
-        return self.port or (8883 if self.tls else 1883)
+        return self.port or (MQTT_TLS_PORT if self.tls else MQTT_PORT)
 
 
 DEFAULT_FAST_KEYS = ("power_w", "power_a_w", "power_b_w", "power_c_w",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import struct
 import time
 from collections.abc import Awaitable, Callable
@@ -45,6 +46,28 @@ log = logging.getLogger(__name__)
 # pymodbus logs every unanswered request at error level with a hex dump; on a bus with a dead
 # meter that floods the log. This module reports failures itself, once, with context.
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+
+
+
+def connect_failure(link: Link, resolve_error: OSError | None) -> str:
+    """Why a connection did not open, when pymodbus says only that it did not."""
+    if isinstance(link, SerialLink):
+        return "device missing or not accessible"
+    if resolve_error is not None:
+        return f"host name {link.host!r} does not resolve: {resolve_error.strerror}"
+    return "connection refused or host unreachable"
+
+
+async def _resolve_error(link: Link) -> OSError | None:
+    if isinstance(link, SerialLink):
+        return None
+    try:
+        await asyncio.get_running_loop().getaddrinfo(link.host, link.port,
+                                                     type=socket.SOCK_STREAM)
+    except OSError as exc:  # socket.gaierror
+        return exc
+    return None
+
 
 # ---------------------------------------------------------------------------------------------
 # Report Slave ID (0x11) in the form the Series 4000 sends: count, slave id, run status, text.
@@ -201,7 +224,7 @@ class BusClient:
             ok = False
             reason: str = str(exc)
         else:
-            reason = "connection refused or device missing"
+            reason = "" if ok else connect_failure(self.link, await _resolve_error(self.link))
         if not ok:
             self._client.close()
             self._client = None
@@ -245,9 +268,10 @@ class BusClient:
                     async with asyncio.timeout(self.timeout + 0.5):
                         response = await send(self._client)
                 except (ModbusIOException, TimeoutError) as exc:
-                    last_error = ModbusTimeout(f"unit {unit}: no answer to {what} ({exc})"
-                                               if not isinstance(exc, TimeoutError)
-                                               else f"unit {unit}: no answer to {what}")
+                    # pymodbus's own text ("... continue with next request") is about its
+                    # internals, not the meter.
+                    last_error = ModbusTimeout(f"unit {unit}: no answer to {what}")
+                    log.debug("unit %s, %s: %s", unit, what, exc)
                     self.stats.timeouts += 1
                     # A late answer may still be on its way: let the line settle and drop it.
                     self._quiet_until = self._clock() + max(self.silence, 0.02)

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 SEARCH_PATH = ("/usr/sbin", "/usr/local/sbin", "/opt/homebrew/sbin")
@@ -53,7 +53,9 @@ class Broker:
     host: str = "127.0.0.1"
     port: int = 0
     extra_config: str = ""
-    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="mosq-")))
+    # The configuration and log live here while the broker runs; stop() removes the folder,
+    # whether Mosquitto stopped on request or was killed, and start() makes a new one.
+    workdir: Path | None = None
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Broker:
@@ -64,6 +66,7 @@ class Broker:
                 "package 'mosquitto') or `sudo apt-get install mosquitto`")
         if not self.port:
             self.port = free_port(self.host)
+        self.workdir = Path(tempfile.mkdtemp(prefix="mosq-"))
         conf = self.workdir / "mosquitto.conf"
         listener = self.extra_config or (
             f"listener {self.port} {self.host}\nallow_anonymous true\n")
@@ -77,18 +80,20 @@ class Broker:
                                         start_new_session=True)
         log.close()
         if not wait_port(self.host, self.port):
+            why = (self.workdir / "mosquitto.log").read_text()[-500:]
             self.stop()
-            raise RuntimeError(f"mosquitto did not start on {self.host}:{self.port}: "
-                               f"{(self.workdir / 'mosquitto.log').read_text()[-500:]}")
+            raise RuntimeError(f"mosquitto did not start on {self.host}:{self.port}: {why}")
         return self
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-        self.process = None
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+            self.process = None
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
 
     def __enter__(self) -> Broker:
         return self.start()

@@ -7,7 +7,9 @@ import asyncio
 import datetime as dt
 import ipaddress
 import logging
+import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -116,14 +118,17 @@ async def test_tls_client_certificate_and_password(tls_broker: Any, sim_factory:
 ])
 async def test_tls_broker_refuses_bad_credentials(tls_broker: Any, sim_factory: Any,
                                                   tmp_path: Path, caplog: Any, password: str,
-                                                  client_cert: bool, why: str) -> None:
+                                                  client_cert: bool, why: str,
+                                                  wait_until: Any) -> None:
     broker, pki = tls_broker
     sim = sim_factory([1], 40)
     _, port = await sim.serve_tcp()
     caplog.set_level(logging.DEBUG)
     async with running(tls_config(broker.port, port, pki, tmp_path, password,
                                   client_cert)) as service:
-        await asyncio.sleep(2.0)
+        # Refused and reported at least once, with polls going on meanwhile.
+        await wait_until(lambda: service.link._last_error is not None
+                         and service.pollers[0].cycles > 0, 20, "a refused connection")
         assert service.link.connects == 0
         # The bus side keeps working while the broker refuses us.
         assert service.pollers[0].cycles > 0
@@ -157,15 +162,30 @@ async def test_password_never_in_run_logs(broker: Broker, sim_factory: Any,
         "[{name: m, unit: 1, poll_interval: 0.5}]}]\n"
         f"state_dir: {tmp_path / 'state'}\nlog_level: debug\n")
     proc = await asyncio.create_subprocess_exec(
-        "env", f"SECRET_PW={PASSWORD}", str(Path(ROOT / ".venv/bin/python")
-                                          if (ROOT / ".venv/bin/python").exists()
-                                          else "python3"),
-        "-m", "bridge", "-vv", "run", "--config", str(path), cwd=str(ROOT),
+        sys.executable, "-m", "bridge", "-vv", "run", "--config", str(path), cwd=str(ROOT),
+        env={**os.environ, "SECRET_PW": PASSWORD},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    await asyncio.sleep(4)
-    proc.terminate()
-    out, _ = await asyncio.wait_for(proc.communicate(), 20)
-    text = out.decode()
+    assert proc.stdout is not None
+    seen: list[bytes] = []
+    try:
+        # Connected, then one more poll's worth of debug output: the log lines that could
+        # carry the password (connect, subscribe, publish) have all been written by then.
+        async with asyncio.timeout(30):
+            while not any(b"MQTT connected" in line for line in seen):
+                line = await proc.stdout.readline()
+                assert line, b"".join(seen).decode()[-2000:]
+                seen.append(line)
+            while not any(b"series4000/m/state" in line for line in seen):
+                line = await proc.stdout.readline()
+                assert line, b"".join(seen).decode()[-2000:]
+                seen.append(line)
+        proc.terminate()
+        rest, _ = await asyncio.wait_for(proc.communicate(), 20)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    text = (b"".join(seen) + rest).decode()
     assert "MQTT connected" in text, text[-2000:]
     assert PASSWORD not in text
 
