@@ -114,6 +114,9 @@ def _load(path: str) -> Config:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from bridge.core.budget import planned
+    from bridge.meters.series4000 import PROFILE
+
     config = _load(args.config)
     meters = sum(len(b.meters) for b in config.buses)
     print(f"{args.config}: valid")
@@ -124,6 +127,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         where = bus.device if bus.transport == "rtu" else f"{bus.host}:{bus.port}"
         print(f"  bus {bus.name}: {bus.transport} {where}, "
               + ", ".join(f"{m.name} (unit {m.unit})" for m in bus.meters))
+        share = planned(bus, PROFILE)
+        if share is not None:
+            print(f"  {share}")
     for p in config.pulse_inputs:
         print(f"  pulse input {p.name}: line {p.line}")
     for a in config.alarm_inputs:

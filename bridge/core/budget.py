@@ -1,0 +1,156 @@
+"""The bus budget: the share of an RTU line that a bus's configured tiers need (pure).
+
+A read of n registers holds the line for its request (8 characters) and answer (5 + 2n
+characters) at the character time of the baud rate and format, the two t3.5 silences around
+the answer, and the reaction time between them beyond the silence (the meter's and the
+master's). Per meter and second that is 1/fast of a fast read, 1/full of a full read in place
+of a fast one (it takes the fast read's turn) and 1/config of a set-up read. When the sum is
+above :data:`LIMIT`, every meter's fast period would have to stretch by the same factor to fit:
+the refresh the line can keep, which ``check-config`` says.
+
+Modbus TCP has no shared line, so no budget (``line_timing`` is None).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bridge.config import BusConfig
+from bridge.meters.profile import MeterProfile
+from bridge.modbus.links import char_bits, silence_s
+from bridge.model.registers import ReadBlock, plan_reads
+
+#: The share of the line a configuration may plan for; the rest absorbs retries and jitter.
+LIMIT = 0.97
+#: The reaction time assumed until one is measured: what the bench measured per transaction
+#: beyond wire time and silences (the bridge's turnaround plus a quick meter's).
+DEFAULT_REACTION_S = 0.0011
+#: Characters of a read request (unit, function, address, count, CRC) and of an answer's frame
+#: around its data (unit, function, byte count, CRC).
+REQUEST_CHARS = 8
+ANSWER_FRAME_CHARS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class LineTiming:
+    char_s: float
+    silence_s: float
+    reaction_s: float = DEFAULT_REACTION_S
+
+    def read_s(self, registers: int) -> float:
+        """Line time of one read of ``registers`` registers."""
+        chars = REQUEST_CHARS + ANSWER_FRAME_CHARS + 2 * registers
+        return chars * self.char_s + 2 * self.silence_s + self.reaction_s
+
+    def reads_s(self, blocks: Sequence[int]) -> float:
+        return sum(self.read_s(n) for n in blocks)
+
+
+def line_timing(bus: BusConfig, reaction_s: float = DEFAULT_REACTION_S) -> LineTiming | None:
+    """The line's timing, or None for Modbus TCP (no shared line)."""
+    if bus.transport == "tcp":
+        return None
+    return LineTiming(char_bits(bus.parity, bus.stopbits) / bus.baudrate,
+                      silence_s(bus.baudrate, bus.parity, bus.stopbits), reaction_s)
+
+
+@dataclass(frozen=True, slots=True)
+class MeterLoad:
+    """One meter's configured tiers and the register counts of its reads."""
+
+    full_s: float
+    fast_s: float | None
+    config_s: float
+    full_blocks: tuple[int, ...]
+    fast_blocks: tuple[int, ...]
+    config_blocks: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    #: The share of the line the configuration needs as configured (1.0: all of it).
+    share: float
+    #: The factor every fast period is stretched by to fit (1.0: it fits as configured).
+    fast_stretch: float
+
+
+def _fixed_and_fast_s(load: MeterLoad, timing: LineTiming) -> tuple[float, float]:
+    """(line seconds per second that do not depend on the fast period, those that do x fast)."""
+    full = timing.reads_s(load.full_blocks)
+    fixed = timing.reads_s(load.config_blocks) / load.config_s
+    if load.full_s <= 0:
+        return fixed + 1.0, 0.0  # as fast as the line allows: all of it
+    if load.fast_s is None or not load.fast_blocks or load.fast_s >= load.full_s:
+        return fixed + full / load.full_s, 0.0
+    fast = timing.reads_s(load.fast_blocks)
+    return fixed + (full - fast) / load.full_s, fast
+
+
+def budget(loads: Sequence[MeterLoad], timing: LineTiming, limit: float = LIMIT) -> Budget:
+    fixed = per_fast = 0.0
+    for load in loads:
+        f, a = _fixed_and_fast_s(load, timing)
+        fixed += f
+        if a and load.fast_s:
+            per_fast += a / load.fast_s
+    share = fixed + per_fast
+    if share <= limit or per_fast == 0.0:
+        return Budget(share, 1.0)
+    room = limit - fixed
+    # Without room for a fast tier the full reads alone fill the line: the fast periods stretch
+    # to the full ones (the full reads carry the fast keys).
+    longest = max((ld.full_s / ld.fast_s for ld in loads if ld.fast_s), default=1.0)
+    stretch = per_fast / room if room > 0 else longest
+    return Budget(share, min(stretch, longest))
+
+
+def meter_loads(bus: BusConfig, full_blocks: Sequence[ReadBlock],
+                config_block: ReadBlock) -> list[MeterLoad]:
+    """Every meter of the bus with the given full read plan (its fast keys planned from it, as
+    the bridge plans them)."""
+    loads = []
+    for m in bus.meters:
+        fast = set(m.fast_keys)
+        rows = [r for b in full_blocks for r in b.registers if r.key in fast]
+        fast_blocks = plan_reads(rows) if rows else ()
+        loads.append(MeterLoad(m.poll_interval, m.fast_interval, m.config_interval,
+                               tuple(b.count for b in full_blocks),
+                               tuple(b.count for b in fast_blocks), (config_block.count,)))
+    return loads
+
+
+def planned(bus: BusConfig, profile: MeterProfile) -> str | None:
+    """``check-config``'s line for a bus, with the widest read plan the meters can have (their
+    wiring is only known once they answer); None for Modbus TCP."""
+    timing = line_timing(bus)
+    if timing is None:
+        return None
+    widest = max((profile.measurement_plan(st, include_uncertain=True)
+                  for st in profile.system_types), key=lambda p: sum(b.count for b in p))
+    loads = meter_loads(bus, widest, profile.config_block)
+    return describe(bus, loads, timing, budget(loads, timing))
+
+
+def describe(bus: BusConfig, loads: Sequence[MeterLoad], timing: LineTiming,
+             result: Budget) -> str:
+    """One line for ``check-config`` and the service's start."""
+    line = f"{bus.baudrate} 8{bus.parity}{bus.stopbits}"
+    fast = sorted({ld.fast_s for ld in loads if ld.fast_s})
+    full = sorted({ld.full_s for ld in loads})
+    tiers = []
+    if fast:
+        tiers.append(f"fast tier every {_seconds(fast)}")
+    tiers.append(f"everything every {_seconds(full)}")
+    text = (f"bus {bus.name}: {len(loads)} meters need {result.share:.0%} of the line at {line}: "
+            + ", ".join(tiers))
+    if result.fast_stretch > 1.0:
+        achievable = [f * result.fast_stretch for f in fast]
+        text += (f"; more than the {LIMIT:.0%} it can carry: at best the fast tier every "
+                 f"{_seconds(achievable, 2)}")
+    return text
+
+
+def _seconds(values: Sequence[float], digits: int = 1) -> str:
+    shown = sorted({round(v, digits) for v in values})
+    return "/".join(f"{v:g}" for v in shown) + " s"
