@@ -7,6 +7,7 @@ path, e.g. ``buses[0].meters[1].unit: must be 1..247``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -229,6 +230,43 @@ class PublishConfig(Strict):
     deadband: dict[str, Annotated[float, _in_range(0, 1e9)]] = Field(default_factory=dict)
 
 
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or ``localhost``: reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name may resolve anywhere
+
+
+def _client_address(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address") from None
+
+
+class WebConfig(Strict):
+    """The status page, its JSON API and the Prometheus metrics (one HTTP server)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Annotated[int, _in_range(1, 65535)] = 8099
+    #: Every request must carry ``Authorization: Bearer <token>``.
+    token: SecretStr | None = None
+    #: Only these peers are served (the add-on: the Supervisor's ingress gateway).
+    allowed_clients: list[Annotated[str, AfterValidator(_client_address)]] | None = None
+
+    @model_validator(mode="after")
+    def _guarded(self) -> WebConfig:
+        if self.enabled and not is_loopback(self.host) and self.token is None \
+                and not self.allowed_clients:
+            raise ValueError(f"host: {self.host} is reachable from other machines; set token "
+                             "or allowed_clients (or use host 127.0.0.1)")
+        return self
+
+
 class Config(Strict):
     mqtt: MqttConfig = MqttConfig()
     buses: list[BusConfig] = Field(default_factory=list)
@@ -239,6 +277,8 @@ class Config(Strict):
     #: Distinguishes several bridges on one broker (client id, discovery ids).
     bridge_id: Name = "main"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    #: The status page; on by default on loopback, ``null`` or ``enabled: false`` turns it off.
+    web: WebConfig | None = WebConfig()
 
     @model_validator(mode="after")
     def _cross(self) -> Config:
@@ -280,6 +320,11 @@ class Config(Strict):
                                      f"{lines[key]}")
                 lines[key] = f"{kind}[{i}]"
         return self
+
+    @property
+    def web_server(self) -> WebConfig | None:
+        """The web server's settings when it is on."""
+        return self.web if self.web is not None and self.web.enabled else None
 
     def meter_names(self) -> list[str]:
         return [m.name for b in self.buses for m in b.meters]

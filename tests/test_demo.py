@@ -51,6 +51,8 @@ async def test_make_demo_headless(tmp_path: Path) -> None:
         assert "online" in row and re.search(r"\d+\s+\d+\.\d", row), row
     # The garage meter's open B voltage tap, found by the wiring check.
     assert "garage: voltage_missing_bn: Voltage BN reads 0 V" in last, last
+    # The addresses are part of every redraw, so they stay on screen.
+    assert re.search(r"status page: http://127\.0\.0\.1:\d+/", last), last
     pulse = next(line for line in last.splitlines() if line.startswith("pulse input"))
     assert "(online)" in pulse and "vs meter: 0" in pulse, pulse
     port = int(re.search(r"broker 127\.0\.0\.1:(\d+)", text).group(1))  # type: ignore[union-attr]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.app.inputs import AlarmChannel, PulseChannel, make_backend
+from bridge.app.status_board import InputInfo, StatusBoard
 from bridge.config import Config
 from bridge.core.commands import publish_result
 from bridge.core.poller import BusPoller, CommandRequest, MeterRuntime
@@ -31,6 +32,7 @@ from bridge.model.naming import Naming
 from bridge.model.topics import BRIDGE, ONLINE, Topics
 from bridge.mqtt.hub import Hub
 from bridge.mqtt.link import MqttLink
+from bridge.web.server import WebServer
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +122,22 @@ class Service:
         for channel in self.channels:
             if channel.meter is not None:
                 self.poller_of[channel.meter].listeners.append(_listener(channel))
+        self.board: StatusBoard | None = None
+        self.web: WebServer | None = None
+        if config.web_server is not None:
+            self._build_web(config)
         self._unknown_logged: set[str] = set()
         #: Command topics whose retained message we are clearing (their echo is not a command).
         self._clearing: set[str] = set()
+
+    def _build_web(self, config: Config) -> None:
+        assert config.web_server is not None
+        inputs = [*(InputInfo(p.name, "pulse", p.meter) for p in config.pulse_inputs),
+                  *(InputInfo(a.name, "alarm", a.meter) for a in config.alarm_inputs)]
+        self.board = StatusBoard(self.pollers, self.hub, self.topics,
+                                 lambda: self.link.connected,
+                                 f"{config.mqtt.host}:{config.mqtt.effective_port}", inputs)
+        self.web = WebServer(config.web_server, self.board)
 
     # -- discovery ----------------------------------------------------------------------------
 
@@ -220,9 +235,17 @@ class Service:
                 tasks += [workers.create_task(supervise(f"input {c.name}", c.run),
                                               name=f"input {c.name}") for c in self.channels]
                 tasks.append(workers.create_task(self._retry_record(), name="record"))
-                await stop.wait()
-                for task in tasks:
-                    task.cancel()
+                if self.web is not None and self.board is not None:
+                    logging.getLogger().addHandler(self.board.log_ring)
+                    tasks.append(workers.create_task(supervise("status page", self.web.run),
+                                                     name="status page"))
+                try:
+                    await stop.wait()
+                finally:
+                    for task in tasks:
+                        task.cancel()
+                    if self.board is not None:
+                        logging.getLogger().removeHandler(self.board.log_ring)
             mqtt_done.set()
 
     async def _retry_record(self) -> None:

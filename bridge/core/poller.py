@@ -222,6 +222,7 @@ class BusPoller:
         answers = await read_planned(self.client, rt.cfg.unit, blocks, rt.limits)
         now = self.clock()
         rt.response_ms = (now - started) * 1000.0 / max(len(answers.blocks), 1)
+        rt.last_read_at = now
         rt.polls += 1
         if answers.limits != rt.limits:
             self._learn(rt, answers.limits)
