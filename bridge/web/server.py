@@ -145,6 +145,8 @@ class WebServer:
     def __init__(self, cfg: WebConfig, source: StatusSource) -> None:
         self.cfg = cfg
         self.source = source
+        #: Set while the port is open.
+        self.listening = asyncio.Event()
 
     @property
     def url(self) -> str:
