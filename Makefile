@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv mosquitto addon-tools lint typecheck test test-ha test-fast demo bench bench-quick soak clean addon-repo
+.PHONY: help venv mosquitto addon-tools chromium lint typecheck test test-ha test-fast demo bench bench-quick soak clean addon-repo
 
 help:
 	@echo "make demo        run the bridge on simulated meters with a local broker"
@@ -39,6 +39,11 @@ addon-tools:
 	@.ci/ensure-command apparmor_parser apparmor
 	@.ci/ensure-command strace strace
 
+# Chromium from Debian's packages when it is missing: the status page tests drive it with
+# Playwright (never `playwright install`, which downloads a browser of its own).
+chromium:
+	@.ci/ensure-chromium
+
 # ruff, and the import contracts in pyproject.toml (layers, edges, no cycles).
 lint: venv
 	$(VENV)/bin/ruff check bridge tests
@@ -47,7 +52,7 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy
 
-test: venv mosquitto addon-tools lint typecheck
+test: venv mosquitto addon-tools chromium lint typecheck
 	$(VENV)/bin/pytest -q -p no:cacheprovider -m "not homeassistant" tests
 
 # Our discovery against a real Home Assistant 2025.4.4 (Python 3.13, a few minutes to install).
