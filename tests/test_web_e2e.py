@@ -231,3 +231,23 @@ async def test_check_config_names_web_when_open_without_a_guard(tmp_path: Path) 
         assert rc == expected, (web, out, err)
         if expected:
             assert err.startswith("web.host:") or "web.host:" in err, err
+
+
+async def test_command_results_newest_first(broker: Broker, sim_factory: Any,
+                                            tmp_path: Path) -> None:
+    sim = sim_factory([1], 40, frozen=True)
+    _, port = await sim.serve_tcp()
+    meters = [{"name": "main", "unit": 1, "allow_writes": True}]
+    cfg = bridge_config(broker.port, [tcp_bus(port, meters)], tmp_path, web=web_settings())
+    async with recorder(broker.port) as rec, running(cfg) as service:
+        url = await serving(service)
+        await rec.wait_message(STATE.format("main"))
+        await rec.publish("series4000/main/set/ct_primary_a", "200")
+        await rec.wait_message("series4000/main/result")
+        await rec.publish("series4000/main/set/ct_primary_a", "-5")
+        await rec.wait_for(lambda r: len(r.on("series4000/main/result")) == 2, what="2 results")
+        commands = (await get_json(url + "api/status"))["commands"]
+    published = [m.json() for m in rec.on("series4000/main/result")]
+    assert [{k: c[k] for k in published[0]} for c in commands] == published[::-1]
+    assert commands[0]["ok"] is False and commands[1]["ok"] is True
+    assert all(c["meter"] == "main" and c["time"] for c in commands)
