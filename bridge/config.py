@@ -7,6 +7,7 @@ path, e.g. ``buses[0].meters[1].unit: must be 1..247``.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import re
@@ -20,6 +21,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyAddress,
     SecretStr,
     ValidationError,
     model_validator,
@@ -230,38 +232,20 @@ class PublishConfig(Strict):
     deadband: dict[str, Annotated[float, _in_range(0, 1e9)]] = Field(default_factory=dict)
 
 
-def is_loopback(host: str) -> bool:
-    """127.0.0.0/8, ::1 or ``localhost``: reachable from this machine only."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name may resolve anywhere
-
-
-def _client_address(value: str) -> str:
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        raise ValueError(f"{value!r} is not an IP address") from None
-
-
 class WebConfig(Strict):
-    """The status page, its JSON API and the Prometheus metrics (one HTTP server)."""
-
     enabled: bool = True
     host: str = "127.0.0.1"
     port: Annotated[int, _in_range(1, 65535)] = 8099
-    #: Every request must carry ``Authorization: Bearer <token>``.
-    token: SecretStr | None = None
+    token: SecretStr | None = None  # then every request needs "Authorization: Bearer <token>"
     #: Only these peers are served (the add-on: the Supervisor's ingress gateway).
-    allowed_clients: list[Annotated[str, AfterValidator(_client_address)]] | None = None
+    allowed_clients: list[IPvAnyAddress] | None = None
 
     @model_validator(mode="after")
     def _guarded(self) -> WebConfig:
-        if self.enabled and not is_loopback(self.host) and self.token is None \
-                and not self.allowed_clients:
+        loopback = self.host == "localhost"  # or 127.0.0.0/8, ::1; a name may resolve anywhere
+        with contextlib.suppress(ValueError):
+            loopback = loopback or ipaddress.ip_address(self.host).is_loopback
+        if self.enabled and not loopback and not (self.token or self.allowed_clients):
             raise ValueError(f"host: {self.host} is reachable from other machines; set token "
                              "or allowed_clients (or use host 127.0.0.1)")
         return self
@@ -277,7 +261,8 @@ class Config(Strict):
     #: Distinguishes several bridges on one broker (client id, discovery ids).
     bridge_id: Name = "main"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    #: The status page; on by default on loopback, ``null`` or ``enabled: false`` turns it off.
+    #: The status page, its API and metrics: on by default on loopback; ``null`` or
+    #: ``enabled: false`` turn it off.
     web: WebConfig | None = WebConfig()
 
     @model_validator(mode="after")
@@ -320,11 +305,6 @@ class Config(Strict):
                                      f"{lines[key]}")
                 lines[key] = f"{kind}[{i}]"
         return self
-
-    @property
-    def web_server(self) -> WebConfig | None:
-        """The web server's settings when it is on."""
-        return self.web if self.web is not None and self.web.enabled else None
 
     def meter_names(self) -> list[str]:
         return [m.name for b in self.buses for m in b.meters]

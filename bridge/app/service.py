@@ -124,20 +124,20 @@ class Service:
                 self.poller_of[channel.meter].listeners.append(_listener(channel))
         self.board: StatusBoard | None = None
         self.web: WebServer | None = None
-        if config.web_server is not None:
+        if config.web is not None and config.web.enabled:
             self._build_web(config)
         self._unknown_logged: set[str] = set()
         #: Command topics whose retained message we are clearing (their echo is not a command).
         self._clearing: set[str] = set()
 
     def _build_web(self, config: Config) -> None:
-        assert config.web_server is not None
+        assert config.web is not None
         inputs = [*(InputInfo(p.name, "pulse", p.meter) for p in config.pulse_inputs),
                   *(InputInfo(a.name, "alarm", a.meter) for a in config.alarm_inputs)]
         self.board = StatusBoard(self.pollers, self.hub, self.topics,
                                  lambda: self.link.connected,
                                  f"{config.mqtt.host}:{config.mqtt.effective_port}", inputs)
-        self.web = WebServer(config.web_server, self.board)
+        self.web = WebServer(config.web, self.board)
 
     # -- discovery ----------------------------------------------------------------------------
 

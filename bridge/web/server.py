@@ -157,7 +157,9 @@ class WebServer:
         """Serve until cancelled; a port that cannot be opened is retried, never fatal."""
         token = self.cfg.token.get_secret_value() if self.cfg.token else None
         closing = asyncio.Event()  # ends the event streams before the server shuts down
-        app = make_app(self.source, token, self.cfg.allowed_clients, closing)
+        allowed = None if self.cfg.allowed_clients is None else [
+            str(address) for address in self.cfg.allowed_clients]
+        app = make_app(self.source, token, allowed, closing)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         try:
