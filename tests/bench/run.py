@@ -12,7 +12,9 @@ machine is shared and noisy; repeated runs are summarised by their median.
   over 29 s: how old each meter's power and slowest quantity get;
 - CPU seconds per 1000 meter polls (decode, validity, publish) against a bare pymodbus loop;
 - resident memory with 63 meters, and its growth over the run;
-- MQTT messages and bytes per meter poll, without and with a deadband.
+- MQTT messages and bytes per meter poll, without and with a deadband;
+- the status page's cost: utilisation and fast-tier freshness with a web client polling the API
+  and holding the event stream open, against a window without it in the same run.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 
 from bridge.sim.broker import Broker, free_port
 from bridge.sim.server import Simulator
+from tests.bench import web_load
 from tests.bench.emulator import BusEmulator
 from tests.bench.harness import (
     ROOT,
@@ -247,6 +250,12 @@ async def main(quick: bool, repeats: int) -> Result:
             results["tiered"] = await tiered(broker, 90.0, meters=63)
             # How many meters the same schedule serves within its goals on this line.
             results["tiered_40"] = await tiered(broker, 90.0, meters=40, fast_s=0.9)
+        # A saturated line (the fast tier asks for more than it carries), windows of whole
+        # full-read periods.
+        results["web"] = (await web_load.web_cost(broker, 8.0, meters=10, baud=9600, full_s=4.0,
+                                                  fast_s=0.2)
+                          if quick else await web_load.web_cost(broker, 58.0))
+        print(web_load.line(results["web"]), flush=True)
         t = results["tiered"]
         print(f"tiered: power age max {t['power_age_s'].get('max')} s, slowest quantity "
               f"max {t['slowest_quantity_age_s'].get('max')} s, rss {t['rss_mb']} MB",
@@ -342,6 +351,8 @@ def table(results: Result) -> str:
         f"{mq['deadband']['mqtt_messages_per_poll']} messages, "
         f"{mq['deadband']['mqtt_bytes_per_poll']} bytes with the example's deadbands",
     ]
+    if "web" in results:
+        lines.append(web_load.line(results["web"]))
     return "\n".join(lines)
 
 
