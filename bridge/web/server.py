@@ -25,8 +25,12 @@ from bridge.web.source import StatusSource
 
 log = logging.getLogger(__name__)
 
-#: Events are sent at most this often per client ("a few per second").
-EVENT_MIN_INTERVAL_S = 0.5
+#: Events are sent at most this often per client: live enough for a page, and a 63-meter bus
+#: changes every meter every second, so each round costs a few milliseconds of the event loop.
+EVENT_MIN_INTERVAL_S = 1.0
+#: Frames are written in pieces of about this size, handing the loop back to the bus tasks in
+#: between, so a large round never holds a bus task up for long.
+EVENT_CHUNK_BYTES = 16384
 #: With nothing new, a keep-alive comment this often (and the uptime moves on).
 EVENT_IDLE_S = 5.0
 #: When the port cannot be opened (taken by another program), try again this often.
@@ -107,13 +111,23 @@ async def _events(request: web.Request) -> web.StreamResponse:
     with contextlib.suppress(ConnectionError):
         while not stop.is_set():
             snapshot = source.snapshot()
-            out = [events.frame(name, data) for name, data in events.changes(last, snapshot)]
+            changes = events.changes(last, snapshot)
             last = snapshot
             records = source.log_records(log_seq)
             if records:
                 log_seq = records[-1]["seq"]
-                out.append(events.frame("log", records))
-            await response.write(b"".join(out) or events.KEEPALIVE)
+                changes.append(("log", records))
+            if not changes:
+                await response.write(events.KEEPALIVE)
+            piece = bytearray()
+            for name, data in changes:
+                piece += events.frame(name, data)
+                if len(piece) >= EVENT_CHUNK_BYTES:
+                    await response.write(bytes(piece))
+                    piece.clear()
+                    await asyncio.sleep(0)
+            if piece:
+                await response.write(bytes(piece))
             await asyncio.sleep(EVENT_MIN_INTERVAL_S)
             if not stop.is_set():
                 await source.wait_changed(EVENT_IDLE_S)
