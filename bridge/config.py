@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, config_error_message
 from bridge.model.ha_release import HaVersion, parse_version
 from bridge.model.quantities import BY_KEY
 
@@ -334,54 +334,6 @@ def _expand_env(node: Any, path: str, env: Mapping[str, str]) -> Any:
     return node
 
 
-def _loc(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part.startswith(("function-after", "function-before", "tagged-union")) or \
-                part in ("int", "str", "float", "bool", "literal", "constrained-int"):
-            continue
-        else:
-            out += f".{part}" if out else part
-    return out
-
-
-def _message(error: Mapping[str, Any]) -> str:
-    kind = error.get("type", "")
-    msg = str(error.get("msg", "invalid"))
-    if kind == "extra_forbidden":
-        return "unknown key"
-    if kind == "missing":
-        return "required"
-    if kind == "literal_error":
-        expected = error.get("ctx", {}).get("expected", "")
-        return f"must be one of {expected}"
-    for prefix in ("Value error, ", "Assertion failed, "):
-        if msg.startswith(prefix):
-            msg = msg[len(prefix):]
-    return msg[0].lower() + msg[1:] if msg else msg
-
-
-#: A model-level check names the key it is about at the start of its message ("device: ...").
-_KEYED_MSG = re.compile(r"^([a-z_]+(?:\[\d+\])?(?:\.[a-z_]+(?:\[\d+\])?)*)(?::|\s*$)\s*(.*)$")
-
-
-def format_validation_error(exc: ValidationError) -> str:
-    lines = []
-    for error in exc.errors():
-        where = _loc(tuple(error["loc"]))
-        msg = _message(error)
-        keyed = _KEYED_MSG.match(msg)
-        if keyed and error.get("type") == "value_error":
-            key, rest = keyed.groups()
-            path = f"{where}.{key}" if where and not key.startswith("[") else where + key
-            lines.append(f"{path}: {rest}")
-        else:
-            lines.append(f"{where or 'config'}: {msg}")
-    return "\n".join(lines)
-
-
 def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
     """Validate a parsed YAML document (a mapping) into a :class:`Config`."""
     if data is None:
@@ -392,7 +344,7 @@ def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc)) from None
+        raise ConfigError(config_error_message(exc.errors())) from None
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
