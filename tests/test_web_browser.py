@@ -22,6 +22,7 @@ from playwright.async_api import Browser, Page, async_playwright
 
 from bridge.app.service import Service
 from bridge.sim.broker import Broker, free_port
+from bridge.sim.faults import apply_fault, parse_fault
 from bridge.sim.server import Simulator
 from tests.conftest import ROOT
 from tests.service_helpers import bridge_config, tcp_bus
@@ -36,7 +37,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 SCREENSHOT = ROOT / "test-artifacts" / "status-page.png"
 #: How Home Assistant's ingress serves an add-on's page: under a path of its own.
 INGRESS_PREFIX = "/api/hassio_ingress/Zk3v9x1T0ken/"
-#: (name, unit, system type): a 3-phase wye that holds still, a split phase whose load wanders.
+#: (name, unit, system type): a 3-phase wye that holds still, a split phase whose load wanders
+#: and whose B voltage tap is open (a wiring finding).
 METERS = (("main_panel", 1, 40), ("workshop", 2, 12))
 
 
@@ -56,6 +58,7 @@ async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
     broker = Broker().start()
     sim = Simulator.build([u for _, u, _ in METERS], [t for _, _, t in METERS])
     sim.meters[1].frozen = True
+    apply_fault(sim.meters[2], parse_fault("voltage_missing:b"))  # an open B voltage tap
     _, port = await sim.serve_tcp()
     sim.start_clock()
     meters = [{"name": n, "unit": u, "poll_interval": 0.5} for n, u, _ in METERS]
@@ -125,6 +128,11 @@ async def test_meters_online_with_the_simulators_power(rig: Rig) -> None:
     await page.wait_for_selector(f'{meter_card("main_panel")} canvas[data-drawn="1"]',
                                  timeout=20_000)
     assert await page.locator(f'{meter_card("main_panel")} [data-ct]').count() == 3
+    # The wiring check's finding, with its fix, on the meter it concerns only.
+    finding = page.locator(f'{meter_card("workshop")} [data-finding="voltage_missing"]')
+    await finding.wait_for(timeout=15_000)
+    assert "Fix: " in await finding.inner_text()
+    assert await page.locator(f'{meter_card("main_panel")} [data-finding]').count() == 0
     SCREENSHOT.parent.mkdir(exist_ok=True)
     await page.screenshot(path=str(SCREENSHOT), full_page=True)
     assert SCREENSHOT.stat().st_size > 10_000

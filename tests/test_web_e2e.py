@@ -14,6 +14,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.sim.broker import Broker
+from bridge.sim.faults import apply_fault, parse_fault
 from tests.conftest import run_cli
 from tests.faults.proxy import Fault, FaultPlan, fault_proxy
 from tests.mqtt_helpers import recorder
@@ -251,3 +252,24 @@ async def test_command_results_newest_first(broker: Broker, sim_factory: Any,
     assert [{k: c[k] for k in published[0]} for c in commands] == published[::-1]
     assert commands[0]["ok"] is False and commands[1]["ok"] is True
     assert all(c["meter"] == "main" and c["time"] for c in commands)
+
+
+async def test_wiring_findings_with_their_fix(broker: Broker, sim_factory: Any,
+                                              tmp_path: Path) -> None:
+    """An open B voltage tap on a split-phase meter: the finding and its fix in the status."""
+    sim = sim_factory([1], 12)
+    apply_fault(sim.meters[1], parse_fault("voltage_missing:b"))
+    _, port = await sim.serve_tcp()
+    meters = [{"name": "shed", "unit": 1, "poll_interval": 0.2}]
+    cfg = bridge_config(broker.port, [tcp_bus(port, meters)], tmp_path, web=web_settings())
+    async with recorder(broker.port) as rec, running(cfg) as service:
+        url = await serving(service)
+        state = await rec.wait_for(
+            lambda r: (s := r.last_json(STATE.format("shed"))) and s.get("wiring") and s,
+            what="a wiring finding")
+        meter = (await get_json(url + "api/status"))["meters"][0]
+    assert [f["code"] for f in meter["wiring"]] == state["wiring"]
+    finding = meter["wiring"][0]
+    assert finding["phase"] == "bn" and finding["message"] and finding["fix"]
+    assert f"{finding['code']}_{finding['phase']}: {finding['message']}" in \
+        state["wiring_findings"][0]

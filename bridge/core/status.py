@@ -129,7 +129,7 @@ def meter_status(rt: MeterRuntime, bus: str, now_mono: float, now_wall: float) -
         "last_error": rt.last_error,
         "state": dict(rt.last_state) if rt.last_state is not None else {},
         "alarms": list(setup.alarms) if setup is not None else [],
-        "wiring": [],
+        "wiring": [finding.as_dict() for finding in rt.wiring.active],
     }
 
 
