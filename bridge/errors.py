@@ -1,8 +1,7 @@
 """The project's exceptions.
 
 BridgeError
- ├── ConfigError          the configuration file is invalid (message names the key path,
- │                        made by config_error_message from the schema's validation errors)
+ ├── ConfigError          the configuration file is invalid (message names the key path)
  ├── DecodeError          register words cannot be a value of the requested type or length
  ├── ModbusError          a Modbus transaction failed
  │    ├── ModbusTimeout       no (valid) answer within the timeout, after retries
@@ -12,14 +11,11 @@ BridgeError
  ├── GpioError            a GPIO line cannot be found, requested or read (names chip and line)
  │    └── GpioDeviceGone      the GPIO chip went away while a line was requested
  ├── StoreError           the pulse total cannot be written to its file
+ ├── RequestRefused       a Modbus TCP client's request the bridge refuses (carries the code)
  └── PulseWeightMismatch  the configured Wh per pulse disagrees with the meter (register 144)
 """
 
 from __future__ import annotations
-
-import re
-from collections.abc import Iterable, Mapping
-from typing import Any
 
 
 class BridgeError(Exception):
@@ -28,56 +24,6 @@ class BridgeError(Exception):
 
 class ConfigError(BridgeError):
     """The configuration is invalid; ``str()`` is the message for the user."""
-
-
-def _loc(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part.startswith(("function-after", "function-before", "tagged-union")) or \
-                part in ("int", "str", "float", "bool", "literal", "constrained-int"):
-            continue
-        else:
-            out += f".{part}" if out else part
-    return out
-
-
-def _message(error: Mapping[str, Any]) -> str:
-    kind = error.get("type", "")
-    msg = str(error.get("msg", "invalid"))
-    if kind == "extra_forbidden":
-        return "unknown key"
-    if kind == "missing":
-        return "required"
-    if kind == "literal_error":
-        expected = error.get("ctx", {}).get("expected", "")
-        return f"must be one of {expected}"
-    for prefix in ("Value error, ", "Assertion failed, "):
-        if msg.startswith(prefix):
-            msg = msg[len(prefix):]
-    return msg[0].lower() + msg[1:] if msg else msg
-
-
-#: A model-level check names the key it is about at the start of its message ("device: ...").
-_KEYED_MSG = re.compile(r"^([a-z_]+(?:\[\d+\])?(?:\.[a-z_]+(?:\[\d+\])?)*)(?::|\s*$)\s*(.*)$")
-
-
-def config_error_message(errors: Iterable[Mapping[str, Any]]) -> str:
-    """The message of a :class:`ConfigError` from the schema's validation errors (pydantic's
-    ``ValidationError.errors()``): one line per problem, each starting with the key path."""
-    lines = []
-    for error in errors:
-        where = _loc(tuple(error["loc"]))
-        msg = _message(error)
-        keyed = _KEYED_MSG.match(msg)
-        if keyed and error.get("type") == "value_error":
-            key, rest = keyed.groups()
-            path = f"{where}.{key}" if where and not key.startswith("[") else where + key
-            lines.append(f"{path}: {rest}")
-        else:
-            lines.append(f"{where or 'config'}: {msg}")
-    return "\n".join(lines)
 
 
 class DecodeError(BridgeError):
@@ -136,3 +82,24 @@ class ModbusExceptionReply(ModbusError):
         name = EXCEPTION_NAMES.get(code, "unknown exception")
         where = f" ({context})" if context else ""
         super().__init__(f"Modbus exception {code:02d}: {name}{where}")
+
+
+#: Modbus exception codes the bridge's server answers with (names above).
+ILLEGAL_FUNCTION = 1
+ILLEGAL_ADDRESS = 2
+ILLEGAL_VALUE = 3
+DEVICE_FAILURE = 4
+DEVICE_BUSY = 6
+GATEWAY_PATH_UNAVAILABLE = 10
+GATEWAY_TARGET_FAILED = 11
+
+
+class RequestRefused(BridgeError):
+    """A request from a Modbus TCP client that the bridge refuses, with the exception code the
+    server answers and the reason it logs."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+        super().__init__(f"exception {code:02d} ({EXCEPTION_NAMES.get(code, 'unknown')}): "
+                         f"{reason}")

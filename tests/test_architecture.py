@@ -10,9 +10,9 @@ from pathlib import Path
 BRIDGE = Path(__file__).resolve().parent.parent / "bridge"
 #: A module owns one thing; past this it is doing two.
 MAX_MODULE_LINES = 400
-#: The package's own top level: entry point, version, the exception tree, the configuration
-#: schema and the atomic file writer every layer may use.
-TOP_LEVEL = {"__init__.py", "__main__.py", "errors.py", "config.py", "files.py"}
+#: The package's own top level: entry point, version, the exception tree and the atomic file
+#: writer every layer may use (the configuration is the package ``bridge/config/``).
+TOP_LEVEL = {"__init__.py", "__main__.py", "errors.py", "files.py"}
 
 
 def test_no_module_over_the_limit() -> None:

@@ -71,6 +71,50 @@ INVALID: list[tuple[Any, str]] = [
     ([1, 2], "config: the top level must be a mapping"),
 ]
 
+TWO_BUSES_ONE_UNIT = {"buses": [GOOD_BUS, {**GOOD_BUS, "name": "barn", "port": 503,
+                                           "meters": [{"name": "barn_meter", "unit": 1}]}],
+                      "modbus_server": {}}
+
+# The Modbus server's keys (checked in-process; check-config's exit code once, below).
+INVALID_SERVER: list[tuple[Any, str]] = [
+    (TWO_BUSES_ONE_UNIT,
+     "buses[1].meters[0].server_unit: 'barn_meter' and 'main' would both be served as unit 1"),
+    (with_bus(meters=[{"name": "a", "unit": 1}, {"name": "b", "unit": 2, "server_unit": 1}])
+     | {"modbus_server": {}},
+     "buses[0].meters[1].server_unit: 'b' and 'a' would both be served as unit 1"),
+    (with_bus(meters=[{"name": "a", "unit": 1, "server_unit": 0}]),
+     "buses[0].meters[0].server_unit: must be 1..247"),
+    ({"modbus_server": {"port": 0}}, "modbus_server.port: must be 1..65535"),
+    ({"modbus_server": {"max_age": 2}}, "modbus_server.max_age: unknown key"),
+]
+
+
+@pytest.mark.parametrize(("data", "expected"), INVALID_SERVER,
+                         ids=[e for _, e in INVALID_SERVER])
+def test_invalid_server_config_names_the_key(data: Any, expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, env={})
+    assert str(err.value).startswith(expected), str(err.value)
+
+
+async def test_check_config_names_both_meters_of_a_server_unit(tmp_path: Path) -> None:
+    path = tmp_path / "units.yaml"
+    path.write_text(yaml.safe_dump(TWO_BUSES_ONE_UNIT))
+    code, _, err = await run_cli("check-config", str(path))
+    assert code == 2 and "'barn_meter' and 'main' would both be served as unit 1" in err
+
+
+def test_server_units_default_to_the_meter_units() -> None:
+    two_buses = {"buses": [GOOD_BUS, {**GOOD_BUS, "name": "barn", "port": 503,
+                                      "meters": [{"name": "barn_meter", "unit": 1,
+                                                  "server_unit": 2}]}]}
+    config = parse_config({**two_buses, "modbus_server": {"port": 5020}}, env={})
+    assert [m.effective_server_unit for b in config.buses for m in b.meters] == [1, 2]
+    assert config.modbus_server is not None and config.modbus_server.max_age_s == 2.0
+    # Without the server, unit ids only need to be unique on their own bus.
+    del two_buses["buses"][1]["meters"][0]["server_unit"]
+    assert parse_config(two_buses, env={}).modbus_server is None
+
 
 @pytest.mark.parametrize(("data", "expected"), INVALID, ids=[e for _, e in INVALID])
 def test_invalid_config_names_the_key(data: Any, expected: str) -> None:
@@ -108,6 +152,7 @@ def test_example_documents_every_key() -> None:
         BusConfig,
         Config,
         MeterConfig,
+        ModbusServerConfig,
         MqttConfig,
         PublishConfig,
         PulseInputConfig,
@@ -116,7 +161,7 @@ def test_example_documents_every_key() -> None:
     )
     text = (ROOT / "config.example.yaml").read_text()
     for model in (Config, MqttConfig, TlsConfig, BusConfig, MeterConfig, PulseInputConfig,
-                  AlarmInputConfig, PublishConfig, WebConfig):
+                  AlarmInputConfig, PublishConfig, ModbusServerConfig, WebConfig):
         for key in model.model_fields:
             assert f"{key}:" in text, f"{model.__name__}.{key} is not in config.example.yaml"
 

@@ -20,6 +20,7 @@ from bridge.app.status_board import InputInfo, StatusBoard
 from bridge.config import Config
 from bridge.core.commands import publish_result
 from bridge.core.poller import BusPoller, CommandRequest, MeterRuntime
+from bridge.core.share import MeterShare
 from bridge.gpio.backend import GpioBackend
 from bridge.homeassistant.announce import Announcer
 from bridge.homeassistant.entities import MeterContext
@@ -28,6 +29,7 @@ from bridge.meters.profile import MeterProfile
 from bridge.meters.series4000 import PROFILE
 from bridge.modbus.client import BusClient
 from bridge.modbus.links import link_for
+from bridge.modbus.server import ServerLimits, ShareServer
 from bridge.model.naming import Naming
 from bridge.model.topics import BRIDGE, ONLINE, Topics
 from bridge.mqtt.hub import Hub
@@ -126,6 +128,15 @@ class Service:
         self.web: WebServer | None = None
         if config.web is not None and config.web.enabled:
             self._build_web(config)
+        self.share: MeterShare | None = None
+        self.modbus_server: ShareServer | None = None
+        if config.modbus_server is not None:
+            server_cfg = config.modbus_server
+            self.share = MeterShare(self.pollers, server_cfg.max_age_s)
+            self.modbus_server = ShareServer(
+                self.share, server_cfg.host, server_cfg.port,
+                ServerLimits(server_cfg.max_connections, server_cfg.passthrough_reads_per_s,
+                             server_cfg.idle_timeout_s))
         self._unknown_logged: set[str] = set()
         #: Command topics whose retained message we are clearing (their echo is not a command).
         self._clearing: set[str] = set()
@@ -239,14 +250,35 @@ class Service:
                     logging.getLogger().addHandler(self.board.log_ring)
                     tasks.append(workers.create_task(supervise("status page", self.web.run),
                                                      name="status page"))
+                await self._start_modbus_server()
                 try:
                     await stop.wait()
                 finally:
+                    await self._stop_modbus_server()
                     for task in tasks:
                         task.cancel()
                     if self.board is not None:
                         logging.getLogger().removeHandler(self.board.log_ring)
             mqtt_done.set()
+
+    async def _start_modbus_server(self) -> None:
+        if self.modbus_server is None:
+            return
+        try:
+            await self.modbus_server.start()
+        except (OSError, RuntimeError) as exc:
+            # The bridge's own work goes on without the server; the log says why.
+            cfg = self.config.modbus_server
+            assert cfg is not None
+            log.error("Modbus server: cannot listen on %s:%d (%s); running without it",
+                      cfg.host, cfg.port, exc)
+            self.modbus_server = None
+
+    async def _stop_modbus_server(self) -> None:
+        if self.modbus_server is not None:
+            await self.modbus_server.stop()
+        if self.share is not None:
+            self.share.close()
 
     async def _retry_record(self) -> None:
         while True:

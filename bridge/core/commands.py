@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import Enum
 from typing import Protocol
 
 from bridge.core.runtime import MeterRuntime
@@ -28,11 +29,24 @@ WRITES_DISABLED = ("writes are disabled for this meter (set allow_writes: true i
                    "configuration)")
 
 
+class Outcome(Enum):
+    """How a command ended (the result message says it in words)."""
+
+    DONE = "done"
+    WRITES_DISABLED = "writes_disabled"
+    #: Refused by validation: nothing reached the meter.
+    INVALID = "invalid"
+    #: Sent, but the meter refused it, did not confirm it, or does not hold the value.
+    FAILED = "failed"
+
+
 @dataclass(frozen=True, slots=True)
 class CommandRequest:
     meter: str
     key: str
     payload: bytes
+    #: Set to the outcome when the command has run (for a sender that waits for it).
+    reply: asyncio.Future[Outcome] | None = field(default=None, compare=False)
 
 
 class BusTask(Protocol):
@@ -64,7 +78,7 @@ def publish_result(hub: Hub, topics: Topics, name: str, setting: str, requested:
         log.warning("%s: %s %r rejected: %s", name, setting, requested, error)
 
 
-async def execute(bus: BusTask, rt: MeterRuntime, req: CommandRequest) -> None:
+async def execute(bus: BusTask, rt: MeterRuntime, req: CommandRequest) -> Outcome:
     def report(setting: str, requested: str, ok: bool, value: object,
                error: str | None, note: str | None = None) -> None:
         publish_result(bus.hub, bus.topics, rt.name, setting, requested, ok, value, error, note)
@@ -74,12 +88,12 @@ async def execute(bus: BusTask, rt: MeterRuntime, req: CommandRequest) -> None:
     if not rt.cfg.allow_writes:
         report(req.key, req.payload[:64].decode("utf-8", "replace"), False, current,
                WRITES_DISABLED)
-        return
+        return Outcome.WRITES_DISABLED
     parsed = rt.profile.parse_command(req.key, req.payload, rt.setup, now,
                                       rt.last_demand_command)
     if isinstance(parsed, Rejection):
         report(parsed.setting, parsed.requested, False, current, parsed.error)
-        return
+        return Outcome.INVALID
     error: str | None = None
     before = rt.setup
     try:
@@ -101,7 +115,7 @@ async def execute(bus: BusTask, rt: MeterRuntime, req: CommandRequest) -> None:
     except (ModbusError, DecodeError) as exc:
         report(parsed.setting, parsed.requested, False, None,
                error or f"written, but the read-back failed: {exc}")
-        return
+        return Outcome.FAILED
     bus.take_setup(rt, setup)
     value: object = None
     if parsed.is_button:
@@ -119,6 +133,7 @@ async def execute(bus: BusTask, rt: MeterRuntime, req: CommandRequest) -> None:
     bus.publish_state(rt, force=True)
     if "full" in rt.due:
         rt.due["full"] = min(rt.due["full"], bus.clock())
+    return Outcome.DONE if error is None else Outcome.FAILED
 
 
 #: How often the set-up is re-read while waiting for a reset to be counted.

@@ -17,11 +17,11 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from bridge.config import BusConfig, PublishConfig
 from bridge.core.availability import Availability
-from bridge.core.commands import CommandRequest, execute
+from bridge.core.commands import CommandRequest, Outcome, execute
 from bridge.core.publishing import should_publish
 from bridge.core.runtime import MeterRuntime, apply_setup, ingest, learn, state_of
 from bridge.core.wiring import observe_wiring
@@ -42,7 +42,10 @@ DEFAULT_DEADBANDS = {"response_time_ms": 25.0}
 #: Commands waiting for the bus task; more are refused with "try again".
 MAX_QUEUED_COMMANDS = 100
 
-__all__ = ["BusPoller", "CommandRequest", "MeterRuntime"]
+__all__ = ["BusJob", "BusPoller", "CommandRequest", "MeterRuntime", "Outcome"]
+
+#: A transaction queued like a command (a read passed through by the Modbus server).
+BusJob = Callable[[], Awaitable[None]]
 
 
 class BusPoller:
@@ -67,15 +70,16 @@ class BusPoller:
         }
         self.availability = Availability(self._publish_availability)
         self._wake = asyncio.Event()
-        self.commands: asyncio.Queue[CommandRequest] = asyncio.Queue(MAX_QUEUED_COMMANDS)
+        self.commands: asyncio.Queue[CommandRequest | BusJob] = \
+            asyncio.Queue(MAX_QUEUED_COMMANDS)
         self.cycles = 0
         #: Called after every successful read of a meter with "config" or "full".
         self.listeners: list[Callable[[MeterRuntime, str], None]] = []
 
     # -- schedule -----------------------------------------------------------------------------
 
-    def submit(self, request: CommandRequest) -> bool:
-        """Queue a command for this bus's task (called from MQTT callbacks; never blocks)."""
+    def submit(self, request: CommandRequest | BusJob) -> bool:
+        """Queue a command or a job for this bus's task (never blocks)."""
         try:
             self.commands.put_nowait(request)
         except asyncio.QueueFull:
@@ -121,7 +125,12 @@ class BusPoller:
         if not self.commands.empty():
             # Commands go ahead of every pending read.
             request = self.commands.get_nowait()
-            await execute(self, self.meters[request.meter], request)
+            if isinstance(request, CommandRequest):
+                outcome = await execute(self, self.meters[request.meter], request)
+                if request.reply is not None and not request.reply.done():
+                    request.reply.set_result(outcome)
+            else:
+                await request()
             return 0.0
         rt, task, due = self._next_due()
         if rt is None:
@@ -199,6 +208,7 @@ class BusPoller:
 
     def take_setup(self, rt: MeterRuntime, setup: MeterSetup, announce: bool = False) -> None:
         """A fresh read of the set-up block: replan and re-announce if the wiring changed."""
+        rt.words[rt.profile.config_block.start] = (setup.words, self.clock())
         if apply_setup(rt, setup) or announce:
             self._announce(rt)
 
@@ -221,6 +231,8 @@ class BusPoller:
         started = self.clock()
         answers = await read_planned(self.client, rt.cfg.unit, blocks, rt.limits)
         now = self.clock()
+        for block, words in answers.blocks:
+            rt.words[block.start] = (tuple(words), now)
         rt.response_ms = (now - started) * 1000.0 / max(len(answers.blocks), 1)
         rt.last_read_at = now
         rt.polls += 1

@@ -63,6 +63,9 @@ class MeterRuntime:
     last_state_time: float = 0.0
     #: When a demand command was last accepted (the meter ignores them within 10 s).
     last_demand_command: float | None = None
+    #: The words of the latest read of each block, exactly as the meter sent them, and when
+    #: they were read, by the block's first register (the Modbus server answers from them).
+    words: dict[int, tuple[tuple[int, ...], float]] = field(default_factory=dict)
     #: What the meter refused (long reads, registers it lacks), kept while the bridge runs.
     limits: ReadLimits = NOTHING_REFUSED
     #: The wiring check's findings (``core.wiring``).

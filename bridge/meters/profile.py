@@ -43,6 +43,8 @@ class MeterSetup:
     raw_settings: Mapping[str, int] = field(default_factory=dict)
     #: Active alarms of the phases the wiring uses, by alarm key.
     alarms: tuple[str, ...] = ()
+    #: The block's words as the meter sent them (the Modbus server answers from them).
+    words: tuple[int, ...] = ()
 
     def setting_raw(self, key: str) -> int:
         return self.raw_settings[key]
@@ -138,6 +140,10 @@ class MeterProfile(Protocol):
     @property
     def register_map(self) -> tuple[Register, ...]:
         """Every register of the meter's point map (what ``read --raw`` dumps)."""
+
+    @property
+    def command_register(self) -> int:
+        """The register the commands' values are written to."""
 
     @property
     def reset_count_wait_s(self) -> float:

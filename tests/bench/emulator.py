@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,6 +96,9 @@ class BusEmulator:
     upstream_timeout_s: float = 0.1
     spin_s: float = 0.001
     counters: BusCounters = field(default_factory=BusCounters)
+    #: Requests that reached the meters, by their first six bytes (unit, function, address,
+    #: count): which reads went over the line, not only how many.
+    requests: Counter[bytes] = field(default_factory=Counter)
     _lateness: list[float] = field(default_factory=list)
     _pending: deque[tuple[MasterPort, bytes, float]] = field(default_factory=deque)
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
@@ -196,6 +199,7 @@ class BusEmulator:
             c.bad_frames += 1
             return
         c.transactions += 1
+        self.requests[frame[:6]] += 1
         unit = frame[0]
         silent = (unit == 0 or unit in self.dead or (early and self.drop_early)
                   or (self.live is not None and unit not in self.live))

@@ -14,7 +14,9 @@ machine is shared and noisy; repeated runs are summarised by their median.
 - resident memory with 63 meters, and its growth over the run;
 - MQTT messages and bytes per meter poll, without and with a deadband;
 - the status page's cost: utilisation and fast-tier freshness with a web client polling the API
-  and holding the event stream open, against a window without it in the same run.
+  and holding the event stream open, against a window without it in the same run;
+- the Modbus server: two clients reading a float block 100 times a second, against the same
+  run without them (bus requests added, the bridge's poll rate and fast tier).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import Any
 
 from bridge.sim.broker import Broker, free_port
 from bridge.sim.server import Simulator
-from tests.bench import web_load
+from tests.bench import share, web_load
 from tests.bench.emulator import BusEmulator
 from tests.bench.harness import (
     ROOT,
@@ -264,6 +266,9 @@ async def main(quick: bool, repeats: int) -> Result:
         print(f"meters taking at most 60 registers per read: "
               f"{lr['max_60']['requests_per_poll']} requests per poll, line time per poll "
               f"{lr['wire_time_ratio']:.2f}x that of meters taking 90", flush=True)
+        results["shared_bus"] = await share.shared_bus(broker, 5.0 if quick else 20.0,
+                                                       pairs=repeats)
+        print(share.line(results["shared_bus"]), flush=True)
     results["finished"] = time.strftime("%F %T")
     return results
 
@@ -350,6 +355,7 @@ def table(results: Result) -> str:
         f"{mq['no_deadband']['mqtt_bytes_per_poll']} bytes without deadband; "
         f"{mq['deadband']['mqtt_messages_per_poll']} messages, "
         f"{mq['deadband']['mqtt_bytes_per_poll']} bytes with the example's deadbands",
+        share.line(results["shared_bus"]),
     ]
     if "web" in results:
         lines.append(web_load.line(results["web"]))

@@ -41,6 +41,7 @@ class Series4000Profile:
     model: str = points.MODEL
     config_block: ReadBlock = points.CONFIG_READ
     firmware_register: int = points.REG_FIRMWARE
+    command_register: int = points.REG_COMMAND
     system_types: tuple[int, ...] = tuple(points.SYSTEM_TYPES)
     settings: tuple[Setting, ...] = points.SETTINGS
     commands: tuple[Command, ...] = points.COMMANDS

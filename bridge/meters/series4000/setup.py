@@ -79,7 +79,7 @@ def decode_setup(words: Sequence[int]) -> MeterSetup:
             status[key] = raw[reg]
     bitmap = raw[s4k.REG_ALARMS]
     return MeterSetup(system_type, scales, settings, status, bitmap, raw_settings,
-                      active_alarms(bitmap, system_type))
+                      active_alarms(bitmap, system_type), tuple(words))
 
 
 def measurement_rows(system_type: int, reported: Iterable[str] = (),

@@ -1,21 +1,15 @@
-"""The configuration file: one YAML document, strict, with errors that name the key.
-
-Unknown keys are errors (a typo must not silently fall back to a default). Strings may contain
-``${NAME}`` to take a secret from the environment. Every error message starts with the key
-path, e.g. ``buses[0].meters[1].unit: must be 1..247``.
-"""
+"""The configuration's schema: frozen pydantic models, unknown keys are errors (a typo must
+not silently fall back to a default), and checks that span keys name the key they are about."""
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
-import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -23,16 +17,13 @@ from pydantic import (
     Field,
     IPvAnyAddress,
     SecretStr,
-    ValidationError,
     model_validator,
 )
 
-from bridge.errors import ConfigError, config_error_message
 from bridge.model.ha_release import HaVersion, parse_version
 from bridge.model.quantities import BY_KEY
 
 NAME_RE = re.compile(r"^[a-z0-9_]+$")
-_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 #: Characters that would change an MQTT topic's meaning or break it.
 _TOPIC_FORBIDDEN = re.compile(r"[#+\x00]|//|^/|/$|\s")
 
@@ -136,6 +127,12 @@ class MeterConfig(Strict):
     config_interval: Annotated[float, _in_range(1, 86400)] = 60.0
     #: Name shown in Home Assistant (defaults to the meter name).
     display_name: str | None = None
+    #: Unit id in the bridge's Modbus TCP server (default ``unit``), unique across all buses.
+    server_unit: Annotated[int, _in_range(1, 247)] | None = None
+
+    @property
+    def effective_server_unit(self) -> int:
+        return self.unit if self.server_unit is None else self.server_unit
 
     @model_validator(mode="after")
     def _keys(self) -> MeterConfig:
@@ -233,10 +230,13 @@ class PublishConfig(Strict):
 
 
 class WebConfig(Strict):
+    """The status page, its JSON API and the Prometheus metrics (one HTTP server)."""
+
     enabled: bool = True
     host: str = "127.0.0.1"
     port: Annotated[int, _in_range(1, 65535)] = 8099
-    token: SecretStr | None = None  # then every request needs "Authorization: Bearer <token>"
+    #: Every request must then carry ``Authorization: Bearer <token>``.
+    token: SecretStr | None = None
     #: Only these peers are served (the add-on: the Supervisor's ingress gateway).
     allowed_clients: list[IPvAnyAddress] | None = None
 
@@ -249,6 +249,19 @@ class WebConfig(Strict):
             raise ValueError(f"host: {self.host} is reachable from other machines; set token "
                              "or allowed_clients (or use host 127.0.0.1)")
         return self
+
+
+class ModbusServerConfig(Strict):
+    """The Modbus TCP server other systems read the meters through (loopback by default: no
+    authentication). Limits are per connection but the first; cached answers are free."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, _in_range(1, 65535)] = 5020
+    #: A cached read younger than this answers a client; an older one is read again.
+    max_age_s: Annotated[float, _in_range(0.1, 3600)] = 2.0
+    max_connections: Annotated[int, _in_range(1, 100)] = 8
+    passthrough_reads_per_s: Annotated[float, _in_range(0.1, 100)] = 2.0
+    idle_timeout_s: Annotated[float, _in_range(1, 86400)] = 60.0
 
 
 class Config(Strict):
@@ -264,12 +277,14 @@ class Config(Strict):
     #: The status page, its API and metrics: on by default on loopback; ``null`` or
     #: ``enabled: false`` turn it off.
     web: WebConfig | None = WebConfig()
+    modbus_server: ModbusServerConfig | None = None
 
     @model_validator(mode="after")
     def _cross(self) -> Config:
         names: dict[str, str] = {}
         bus_names: set[str] = set()
         endpoints: dict[str, str] = {}
+        served: dict[int, str] = {}  # the Modbus server's unit ids
         for b, bus in enumerate(self.buses):
             if bus.name in bus_names:
                 raise ValueError(f"buses[{b}].name: bus '{bus.name}' is defined twice")
@@ -286,6 +301,10 @@ class Config(Strict):
                     raise ValueError(f"{where}: '{meter.name}' is already used by "
                                      f"{names[meter.name]}")
                 names[meter.name] = f"a meter on bus '{bus.name}'"
+                if self.modbus_server and (unit := meter.effective_server_unit) in served:
+                    raise ValueError(f"buses[{b}].meters[{m}].server_unit: '{meter.name}' and "
+                                     f"'{served[unit]}' would both be served as unit {unit}")
+                served[meter.effective_server_unit] = meter.name
         inputs: tuple[tuple[str, Sequence[GpioInputConfig]], ...] = (
             ("pulse_inputs", self.pulse_inputs), ("alarm_inputs", self.alarm_inputs))
         for kind, items in inputs:
@@ -312,56 +331,3 @@ class Config(Strict):
     @property
     def client_id(self) -> str:
         return self.mqtt.client_id or f"series4000-{self.bridge_id}"
-
-
-# ---------------------------------------------------------------------------------------------
-# Loading
-
-
-def _expand_env(node: Any, path: str, env: Mapping[str, str]) -> Any:
-    if isinstance(node, str):
-        def repl(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in env:
-                raise ConfigError(f"{path or 'value'}: environment variable {name} is not set")
-            return env[name]
-        return _ENV_RE.sub(repl, node)
-    if isinstance(node, dict):
-        return {k: _expand_env(v, f"{path}.{k}" if path else str(k), env)
-                for k, v in node.items()}
-    if isinstance(node, list):
-        return [_expand_env(v, f"{path}[{i}]", env) for i, v in enumerate(node)]
-    return node
-
-
-def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
-    """Validate a parsed YAML document (a mapping) into a :class:`Config`."""
-    if data is None:
-        raise ConfigError("config: the file is empty")
-    if not isinstance(data, dict):
-        raise ConfigError("config: the top level must be a mapping of keys (mqtt:, buses:, ...)")
-    data = _expand_env(data, "", os.environ if env is None else env)
-    try:
-        return Config.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(config_error_message(exc.errors())) from None
-
-
-def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    except UnicodeDecodeError as exc:
-        line = path.read_bytes()[:exc.start].count(b"\n") + 1
-        raise ConfigError(f"{path}: line {line}: not UTF-8 text (byte "
-                          f"0x{exc.object[exc.start]:02x}); save the file as UTF-8") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}:{where}: not valid YAML: {problem}") from None
-    return parse_config(data, env)
