@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv mosquitto mbpoll addon-tools lint typecheck test test-repeat ha-python test-ha test-fast demo bench bench-quick soak clean addon-repo
+.PHONY: help venv mosquitto mbpoll addon-tools chromium lint typecheck test test-repeat ha-python test-ha test-fast demo bench bench-quick soak clean addon-repo
 
 help:
 	@echo "make demo        run the bridge on simulated meters with a local broker"
@@ -49,6 +49,11 @@ addon-tools:
 	@.ci/ensure-command apparmor_parser apparmor
 	@.ci/ensure-command strace strace
 
+# Chromium from Debian's packages when it is missing: the status page tests drive it with
+# Playwright (never `playwright install`, which downloads a browser of its own).
+chromium:
+	@.ci/ensure-chromium
+
 # ruff, and the import contracts in pyproject.toml (layers, edges, no cycles).
 lint: venv
 	$(VENV)/bin/ruff check bridge tests
@@ -61,13 +66,13 @@ typecheck: venv
 # gpio-sim tests run where the kernel module is there and skip with the reason where not.
 SUITE := $(VENV)/bin/pytest -q -p no:cacheprovider -m "not homeassistant" tests
 
-test: venv mosquitto mbpoll addon-tools lint typecheck
+test: venv mosquitto mbpoll addon-tools chromium lint typecheck
 	$(SUITE)
 
 # The suite N times in a row, stopping at the first failure: a test that fails one run in a few
 # is a defect. `make test-repeat N=5` (6-10 minutes a run).
 N ?= 5
-test-repeat: venv mosquitto mbpoll addon-tools lint typecheck
+test-repeat: venv mosquitto mbpoll addon-tools chromium lint typecheck
 	@for i in $$(seq 1 $(N)); do \
 	  echo "== run $$i of $(N), $$(date -u +%H:%M:%S) UTC"; \
 	  $(SUITE) || { echo "run $$i of $(N) failed"; exit 1; }; \

@@ -18,6 +18,8 @@ def bridge_config(broker_port: int, buses: list[dict[str, Any]], state_dir: Path
         "mqtt": {"host": "127.0.0.1", "port": broker_port, "keepalive": 5},
         "buses": buses,
         "state_dir": str(state_dir),
+        # Tests run side by side: a status page only where a test asks for one (on a free port).
+        "web": None,
     }
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(data.get(key), dict):

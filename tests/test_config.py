@@ -157,10 +157,11 @@ def test_example_documents_every_key() -> None:
         PublishConfig,
         PulseInputConfig,
         TlsConfig,
+        WebConfig,
     )
     text = (ROOT / "config.example.yaml").read_text()
     for model in (Config, MqttConfig, TlsConfig, BusConfig, MeterConfig, PulseInputConfig,
-                  AlarmInputConfig, PublishConfig, ModbusServerConfig):
+                  AlarmInputConfig, PublishConfig, ModbusServerConfig, WebConfig):
         for key in model.model_fields:
             assert f"{key}:" in text, f"{model.__name__}.{key} is not in config.example.yaml"
 

@@ -58,7 +58,7 @@ def leftovers(tmp_path: Path) -> list[str]:
 
 
 def broker_line(screen: str) -> str:
-    return next(line for line in screen.splitlines() if line.startswith("broker "))
+    return next(line for line in screen.splitlines() if line.startswith("MQTT broker "))
 
 
 async def test_make_demo_headless(tmp_path: Path) -> None:
@@ -76,6 +76,8 @@ async def test_make_demo_headless(tmp_path: Path) -> None:
         assert "online" in row and re.search(r"\d+\s+\d+\.\d", row), row
     # The garage meter's open B voltage tap, found by the wiring check.
     assert "garage: voltage_missing_bn: Voltage BN reads 0 V" in last, last
+    # The addresses are part of every redraw, so they stay on screen.
+    assert re.search(r"status page: http://127\.0\.0\.1:\d+/", last), last
     pulse = next(line for line in last.splitlines() if line.startswith("pulse input"))
     assert "(online)" in pulse and "vs meter: 0" in pulse, pulse
     port = int(re.search(r"broker 127\.0\.0\.1:(\d+)", text).group(1))  # type: ignore[union-attr]
@@ -116,14 +118,14 @@ async def test_demo_stopped_with_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
 
 def test_live_view_keeps_addresses_and_shows_no_none() -> None:
     view = LiveView(Topics(), io.StringIO(),
-                    ["broker 127.0.0.1:1883 (connect here)"])
+                    ["MQTT broker 127.0.0.1:1883 (connect here)"])
     # The pulse input's first state: no pulse counted yet, no power, nothing to compare.
     view.on_message(f"series4000/{PULSE_INPUT}/state",
                     b'{"pulses": 0, "energy_kwh": 0.0, "power_w": null, '
                     b'"meter_difference": null}')
     for _ in range(2):  # the first screen and every redraw
         screen = view.render()
-        assert broker_line(screen) == "broker 127.0.0.1:1883 (connect here)"
+        assert broker_line(screen) == "MQTT broker 127.0.0.1:1883 (connect here)"
         assert "None" not in screen
         assert "0 pulses, 0.0 kWh, - W, vs meter: -" in screen
 

@@ -17,7 +17,7 @@ from tests.conftest import ROOT
 README = (ROOT / "README.md").read_text()
 MAKEFILE = (ROOT / "Makefile").read_text()
 # Targets that are steps of others, not something to type.
-INTERNAL_TARGETS = {"help", "venv", "mosquitto", "mbpoll", "addon-tools", "ha-python"}
+INTERNAL_TARGETS = {"help", "venv", "mosquitto", "mbpoll", "chromium", "addon-tools", "ha-python"}
 
 
 def make(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

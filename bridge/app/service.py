@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.app.inputs import AlarmChannel, PulseChannel, make_backend
+from bridge.app.status_board import InputInfo, StatusBoard
 from bridge.config import Config
 from bridge.core.commands import publish_result
 from bridge.core.poller import BusPoller, CommandRequest, MeterRuntime
@@ -33,6 +34,7 @@ from bridge.model.naming import Naming
 from bridge.model.topics import BRIDGE, ONLINE, Topics
 from bridge.mqtt.hub import Hub
 from bridge.mqtt.link import MqttLink
+from bridge.web.server import WebServer
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +124,10 @@ class Service:
         for channel in self.channels:
             if channel.meter is not None:
                 self.poller_of[channel.meter].listeners.append(_listener(channel))
+        self.board: StatusBoard | None = None
+        self.web: WebServer | None = None
+        if config.web is not None and config.web.enabled:
+            self._build_web(config)
         self.share: MeterShare | None = None
         self.modbus_server: ShareServer | None = None
         if config.modbus_server is not None:
@@ -134,6 +140,15 @@ class Service:
         self._unknown_logged: set[str] = set()
         #: Command topics whose retained message we are clearing (their echo is not a command).
         self._clearing: set[str] = set()
+
+    def _build_web(self, config: Config) -> None:
+        assert config.web is not None
+        inputs = [*(InputInfo(p.name, "pulse", p.meter) for p in config.pulse_inputs),
+                  *(InputInfo(a.name, "alarm", a.meter) for a in config.alarm_inputs)]
+        self.board = StatusBoard(self.pollers, self.hub, self.topics,
+                                 lambda: self.link.connected,
+                                 f"{config.mqtt.host}:{config.mqtt.effective_port}", inputs)
+        self.web = WebServer(config.web, self.board)
 
     # -- discovery ----------------------------------------------------------------------------
 
@@ -231,11 +246,19 @@ class Service:
                 tasks += [workers.create_task(supervise(f"input {c.name}", c.run),
                                               name=f"input {c.name}") for c in self.channels]
                 tasks.append(workers.create_task(self._retry_record(), name="record"))
+                if self.web is not None and self.board is not None:
+                    logging.getLogger().addHandler(self.board.log_ring)
+                    tasks.append(workers.create_task(supervise("status page", self.web.run),
+                                                     name="status page"))
                 await self._start_modbus_server()
-                await stop.wait()
-                await self._stop_modbus_server()
-                for task in tasks:
-                    task.cancel()
+                try:
+                    await stop.wait()
+                finally:
+                    await self._stop_modbus_server()
+                    for task in tasks:
+                        task.cancel()
+                    if self.board is not None:
+                        logging.getLogger().removeHandler(self.board.log_ring)
             mqtt_done.set()
 
     async def _start_modbus_server(self) -> None:

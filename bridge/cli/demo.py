@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import socket
 import sys
 import time
@@ -56,7 +57,7 @@ def _start_broker(host: str) -> Broker:
 
 
 def demo_config(broker_host: str, broker_port: int, modbus_port: int,
-                state_dir: Path) -> dict[str, Any]:
+                state_dir: Path, web_port: int = 8099) -> dict[str, Any]:
     return {
         "mqtt": {"host": broker_host, "port": broker_port},
         "buses": [{"name": "demo", "transport": "tcp", "host": "127.0.0.1",
@@ -67,17 +68,19 @@ def demo_config(broker_host: str, broker_port: int, modbus_port: int,
         "pulse_inputs": [{"name": PULSE_INPUT, "line": "GPIO17", "meter": "main_panel",
                           "debounce_ms": 5}],
         "state_dir": str(state_dir),
-        "log_level": "warning",
+        "log_level": "info",
+        "web": {"host": "127.0.0.1", "port": web_port},
     }
 
 
 class LiveView:
     """Keeps the latest published values and draws a compact table per meter."""
 
-    def __init__(self, topics: Topics, out: TextIO, addresses: list[str]) -> None:
+    def __init__(self, topics: Topics, out: TextIO, addresses: list[str] | None = None) -> None:
         self.topics = topics
+        #: Where to look and connect: redrawn with the table, so it stays on screen.
+        self.addresses = addresses or []
         self.out = out
-        self.addresses = addresses  # where to connect, on every redraw
         self.states: dict[str, dict[str, Any]] = {}
         self.available: dict[str, str] = {}
         self.tty = out.isatty()
@@ -139,6 +142,15 @@ class LiveView:
         return all(name in self.states for name, _, _ in METERS) and PULSE_INPUT in self.states
 
 
+def _page_logs_info() -> None:
+    """INFO records reach the status page's log; the terminal keeps showing warnings only,
+    so the table is not scrolled away."""
+    root = logging.getLogger()
+    for handler in root.handlers:
+        handler.setLevel(max(handler.level, logging.WARNING))
+    root.setLevel(logging.INFO)
+
+
 def _drive_pulses(sim: Simulator, backend: FakeGpioBackend) -> None:
     meter = sim.meters[1]
     meter.setup.pulse_wh = 10  # a pulse every few seconds at the simulated load
@@ -181,12 +193,16 @@ async def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         _, modbus_port = await sim.serve_tcp("127.0.0.1", 0)
         sim.start_clock()
         state_dir = Path(args.state_dir)
-        config = parse_config(demo_config(host, port, modbus_port, state_dir))
+        web_port = 8099 if _port_free(8099) else free_port()
+        config = parse_config(demo_config(host, port, modbus_port, state_dir, web_port))
+        _page_logs_info()
         service = Service(config, gpio_backend=backend)
-        view = LiveView(service.topics, out, [
-            f"broker {host}:{port} (connect Home Assistant's MQTT integration here), "
-            f"simulated meters on Modbus TCP 127.0.0.1:{modbus_port}"])
-        print(*view.addresses, sep="\n", file=out, flush=True)
+        addresses = [f"status page: http://127.0.0.1:{web_port}/ (open it in a browser)",
+                     f"MQTT broker 127.0.0.1:{port} (connect Home Assistant's MQTT "
+                     "integration here)" if broker else f"MQTT broker {host}:{port}",
+                     f"simulated meters: Modbus TCP 127.0.0.1:{modbus_port}"]
+        view = LiveView(service.topics, out, addresses)
+        print("\n".join(addresses), file=out, flush=True)
         tasks.append(asyncio.create_task(service.run(stop)))
         viewer = asyncio.create_task(watch(host, port, f"{config.mqtt.base_topic}/#",
                                            view.on_message, f"demo-view-{port}"))

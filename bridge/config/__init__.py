@@ -22,10 +22,11 @@ from bridge.config.schema import (
     PublishConfig,
     PulseInputConfig,
     TlsConfig,
+    WebConfig,
 )
 
 __all__ = ["DEFAULT_FAST_KEYS", "MQTT_PORT", "MQTT_TLS_PORT", "NAME_RE", "AlarmInputConfig",
            "BusConfig", "Config",
            "GpioInputConfig", "MeterConfig", "ModbusServerConfig", "MqttConfig", "PublishConfig",
-           "PulseInputConfig", "TlsConfig", "format_validation_error", "load_config",
+           "PulseInputConfig", "TlsConfig", "WebConfig", "format_validation_error", "load_config",
            "parse_config"]

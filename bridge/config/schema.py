@@ -3,6 +3,8 @@ not silently fall back to a default), and checks that span keys name the key the
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +15,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyAddress,
     SecretStr,
     model_validator,
 )
@@ -227,6 +230,28 @@ class PublishConfig(Strict):
     deadband: dict[str, Annotated[float, _in_range(0, 1e9)]] = Field(default_factory=dict)
 
 
+class WebConfig(Strict):
+    """The status page, its JSON API and the Prometheus metrics (one HTTP server)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Annotated[int, _in_range(1, 65535)] = 8099
+    #: Every request must then carry ``Authorization: Bearer <token>``.
+    token: SecretStr | None = None
+    #: Only these peers are served (the add-on: the Supervisor's ingress gateway).
+    allowed_clients: list[IPvAnyAddress] | None = None
+
+    @model_validator(mode="after")
+    def _guarded(self) -> WebConfig:
+        loopback = self.host == "localhost"  # or 127.0.0.0/8, ::1; a name may resolve anywhere
+        with contextlib.suppress(ValueError):
+            loopback = loopback or ipaddress.ip_address(self.host).is_loopback
+        if self.enabled and not loopback and not (self.token or self.allowed_clients):
+            raise ValueError(f"host: {self.host} is reachable from other machines; set token "
+                             "or allowed_clients (or use host 127.0.0.1)")
+        return self
+
+
 class ModbusServerConfig(Strict):
     """The Modbus TCP server other systems read the meters through (loopback by default: no
     authentication). Limits are per connection but the first; cached answers are free."""
@@ -250,6 +275,9 @@ class Config(Strict):
     #: Distinguishes several bridges on one broker (client id, discovery ids).
     bridge_id: Name = "main"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    #: The status page, its API and metrics: on by default on loopback; ``null`` or
+    #: ``enabled: false`` turn it off.
+    web: WebConfig | None = WebConfig()
     modbus_server: ModbusServerConfig | None = None
 
     @model_validator(mode="after")

@@ -39,6 +39,8 @@ class Availability:
             self._say(rt, value, now)
 
     def set(self, rt: MeterRuntime, online: bool, now: float) -> None:
+        if online != rt.online or rt.online_changed_at is None:
+            rt.online_changed_at = now
         rt.online = online
         rt.gate, value = rt.gate.update(online, now, AVAILABILITY_MIN_INTERVAL_S)
         if value is not None:

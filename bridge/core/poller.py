@@ -234,6 +234,7 @@ class BusPoller:
         for block, words in answers.blocks:
             rt.words[block.start] = (tuple(words), now)
         rt.response_ms = (now - started) * 1000.0 / max(len(answers.blocks), 1)
+        rt.last_read_at = now
         rt.polls += 1
         if answers.limits != rt.limits:
             self._learn(rt, answers.limits)

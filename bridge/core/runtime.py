@@ -47,10 +47,14 @@ class MeterRuntime:
     # Health, kept by the poller.
     failures: int = 0
     online: bool = False
+    #: When ``online`` last changed (monotonic clock); None before the first answer or probe.
+    online_changed_at: float | None = None
     backoff: float = 5.0
     last_error: str | None = None
     errors: int = 0
     response_ms: float | None = None
+    #: When the last measurement read completed (monotonic clock).
+    last_read_at: float | None = None
     polls: int = 0
     gate: AvailabilityGate = field(default_factory=AvailabilityGate)
     flap_warned_at: float = float("-inf")

@@ -121,16 +121,20 @@ class _LineWatch:
     that had company.
     """
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(self, clock: Callable[[], float], stats: BusStats) -> None:
         self._clock = clock
+        self._stats = stats
         self.last_rx = float("-inf")
         self._arrivals = 0
+        self._arrivals_before = 0
         self._buffered = 0
         self._answer_at: int | None = None
         self._crowded = False
 
     def packet(self, sending: bool, data: bytes) -> bytes:
-        if not sending:  # pymodbus passes its whole receive buffer on every arrival
+        if sending:
+            self._stats.line_bytes += len(data)
+        else:  # pymodbus passes its whole receive buffer on every arrival
             self.last_rx = self._clock()
             self._arrivals += 1
             self._buffered = len(data)
@@ -148,12 +152,18 @@ class _LineWatch:
                 except Exception:  # a PDU that cannot re-encode is judged by its decoder
                     size = self._buffered
             self._crowded = self._buffered > size
+            self._stats.line_bytes += size
         return pdu
 
     def expect_answer(self) -> None:
         """A request is about to go out: the next frame decoded is its answer."""
         self._answer_at = None
         self._crowded = False
+        self._arrivals_before = self._arrivals
+
+    def garbled(self) -> bool:
+        """Bytes came after the request but no frame decoded (a failed CRC, a broken frame)."""
+        return self._answer_at is None and self._arrivals > self._arrivals_before
 
     def answer_had_company(self) -> bool:
         """More bytes came in the same read as the answer, or after it."""
@@ -181,7 +191,7 @@ class BusClient:
         self._quiet_until = 0.0
         self._client: AsyncModbusSerialClient | AsyncModbusTcpClient | None = None
         self._reconnect_delay = 0.0
-        self._watch = _LineWatch(clock)
+        self._watch = _LineWatch(clock, self.stats)
 
     # -- connection ------------------------------------------------------------------------
 
@@ -273,6 +283,8 @@ class BusClient:
                     last_error = ModbusTimeout(f"unit {unit}: no answer to {what}")
                     log.debug("unit %s, %s: %s", unit, what, exc)
                     self.stats.timeouts += 1
+                    if self._watch.garbled():
+                        self.stats.crc_errors += 1
                     # A late answer may still be on its way: let the line settle and drop it.
                     self._quiet_until = self._clock() + max(self.silence, 0.02)
                     if self._client is not None:
@@ -318,12 +330,16 @@ class BusClient:
                         continue
                 if isinstance(response, ExceptionResponse) or response.isError():
                     self.stats.record_ok(self._clock() - started)
-                    raise ModbusExceptionReply(response.exception_code, f"unit {unit}, {what}")
+                    self.stats.exceptions += 1
+                    reply = ModbusExceptionReply(response.exception_code, f"unit {unit}, {what}")
+                    self.stats.last_error = str(reply)
+                    raise reply
                 self.stats.record_ok(self._clock() - started)
                 return response
             self.stats.errors += 1
             self.stats.per_unit_errors[unit] = self.stats.per_unit_errors.get(unit, 0) + 1
             assert last_error is not None
+            self.stats.last_error = str(last_error)
             raise last_error
 
     async def read_registers(self, unit: int, address: int, count: int,

@@ -88,6 +88,13 @@ class BusStats:
     reconnects: int = 0
     #: answers refused because more data came with or right after them (late or repeated frames)
     stray_frames: int = 0
+    #: timeouts where bytes did arrive but no valid frame (a failed CRC or a broken frame)
+    crc_errors: int = 0
+    #: answers that were Modbus exception replies
+    exceptions: int = 0
+    #: frame bytes on the line, requests and answers (the line's busy share, with the baud rate)
+    line_bytes: int = 0
+    last_error: str | None = None
     latency_ms: float = 0.0  # exponentially weighted mean of successful transactions
     busy_s: float = 0.0
     per_unit_errors: dict[int, int] = field(default_factory=dict)

@@ -115,13 +115,16 @@ async def bridge_process(config: dict[str, Any], workdir: Path) -> AsyncIterator
 
 def bus_config(host: str, port: int, baud: int, meters: list[dict[str, Any]],
                broker_port: int, state_dir: Path, timeout: float = 1.0,
-               publish: dict[str, Any] | None = None) -> dict[str, Any]:
+               publish: dict[str, Any] | None = None,
+               web: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The bench's bridge; no status page unless ``web`` says where (runs follow each other
+    and other programs may hold the default port)."""
     return {
         "mqtt": {"host": "127.0.0.1", "port": broker_port},
         "buses": [{"name": "bench", "transport": "rtu_over_tcp", "host": host, "port": port,
                    "baudrate": baud, "timeout": timeout, "meters": meters}],
         "publish": publish or {},
-        "state_dir": str(state_dir), "log_level": "warning",
+        "state_dir": str(state_dir), "log_level": "warning", "web": web,
     }
 
 

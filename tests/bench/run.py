@@ -13,6 +13,8 @@ machine is shared and noisy; repeated runs are summarised by their median.
 - CPU seconds per 1000 meter polls (decode, validity, publish) against a bare pymodbus loop;
 - resident memory with 63 meters, and its growth over the run;
 - MQTT messages and bytes per meter poll, without and with a deadband;
+- the status page's cost: utilisation and fast-tier freshness with a web client polling the API
+  and holding the event stream open, against a window without it in the same run;
 - the Modbus server: two clients reading a float block 100 times a second, against the same
   run without them (bus requests added, the bridge's poll rate and fast tier).
 """
@@ -33,7 +35,7 @@ from typing import Any
 
 from bridge.sim.broker import Broker, free_port
 from bridge.sim.server import Simulator
-from tests.bench import share
+from tests.bench import share, web_load
 from tests.bench.emulator import BusEmulator
 from tests.bench.harness import (
     ROOT,
@@ -250,6 +252,12 @@ async def main(quick: bool, repeats: int) -> Result:
             results["tiered"] = await tiered(broker, 90.0, meters=63)
             # How many meters the same schedule serves within its goals on this line.
             results["tiered_40"] = await tiered(broker, 90.0, meters=40, fast_s=0.9)
+        # A saturated line (the fast tier asks for more than it carries), windows of whole
+        # full-read periods.
+        results["web"] = (await web_load.web_cost(broker, 8.0, meters=10, baud=9600, full_s=4.0,
+                                                  fast_s=0.2)
+                          if quick else await web_load.web_cost(broker, 58.0))
+        print(web_load.line(results["web"]), flush=True)
         t = results["tiered"]
         print(f"tiered: power age max {t['power_age_s'].get('max')} s, slowest quantity "
               f"max {t['slowest_quantity_age_s'].get('max')} s, rss {t['rss_mb']} MB",
@@ -349,6 +357,8 @@ def table(results: Result) -> str:
         f"{mq['deadband']['mqtt_bytes_per_poll']} bytes with the example's deadbands",
         share.line(results["shared_bus"]),
     ]
+    if "web" in results:
+        lines.append(web_load.line(results["web"]))
     return "\n".join(lines)
 
 
