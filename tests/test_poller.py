@@ -15,6 +15,7 @@ import pytest
 
 from bridge.config import parse_config
 from bridge.core.poller import BusPoller, CommandRequest
+from bridge.core.publishing import DEFAULT_DEADBANDS
 from bridge.errors import ModbusExceptionReply, ModbusTimeout
 from bridge.meters.series4000 import PROFILE
 from bridge.model.naming import Naming
@@ -67,11 +68,18 @@ class ImageClient:
         pass
 
 
+#: Every built-in deadband off: these tests follow each value as read.
+NO_DEADBANDS = {group: 0.0 for group in DEFAULT_DEADBANDS}
+
+
 def make_poller(meters: list[dict[str, Any]], *, clock: Clock, frozen: bool = True,
+                deadband: dict[str, float] | None = None,
                 **bus: Any) -> tuple[BusPoller, ImageClient, Hub, list[tuple[str, str]]]:
     config = parse_config({"buses": [{"name": "b", "transport": "tcp", "host": "127.0.0.1",
                                       "meters": meters, **bus}],
-                           "publish": {"min_interval_s": 0.5, "heartbeat_s": 60}}, env={})
+                           "publish": {"min_interval_s": 0.5, "heartbeat_s": 60,
+                                       "deadband": NO_DEADBANDS if deadband is None
+                                       else deadband}}, env={})
     sims = {m["unit"]: SimulatedMeter(m["unit"], m.get("system_type", 40), frozen=frozen,
                                       clock=clock) for m in meters}
     for m in config.buses[0].meters:

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from bridge.core.publishing import AvailabilityGate, changed, deadband_for, should_publish
+from bridge.core.publishing import (
+    DEFAULT_DEADBANDS,
+    AvailabilityGate,
+    changed,
+    deadband_for,
+    hold,
+    should_publish,
+)
 from bridge.homeassistant.announce import Announcer
 from bridge.homeassistant.discovery import (
     DeviceInfo,
@@ -36,7 +43,7 @@ def meter_components(name: str, bridge_id: str, system_type: int,
     ctx = MeterContext(system_type, PROFILE.valid_keys(system_type), allow_writes)
     naming = Naming(bridge_id)
     return components(ENTITIES, ctx, lambda key: naming.unique_id(name, key),
-                      MeterTopics(T.state(name), lambda key: T.set(name, key)))
+                      MeterTopics(T.state(name), T.result(name), lambda key: T.set(name, key)))
 
 
 @pytest.mark.parametrize(("topic", "expected"), [
@@ -59,6 +66,40 @@ def test_parse_set(topic: str, expected: tuple[str, str] | None) -> None:
 ])
 def test_deadband_for(key: str, deadbands: dict[str, float], expected: float) -> None:
     assert deadband_for(key, deadbands) == expected
+
+
+@pytest.mark.parametrize(("key", "expected"), [
+    ("power_w", 10.0), ("reactive_power_b_var", 10.0), ("voltage_an_v", 0.5),
+    ("current_c_a", 0.05), ("power_factor", 0.01), ("frequency_hz", 0.05),
+    ("energy_kwh", 0.01), ("reactive_energy_kvarh", 0.01), ("response_time_ms", 25.0),
+    ("read_errors", 0.0), ("alarms", 0.0), ("system_type", 0.0),
+])
+def test_default_deadbands_by_device_class(key: str, expected: float) -> None:
+    assert deadband_for(key, DEFAULT_DEADBANDS) == expected
+
+
+def test_a_unit_or_key_overrides_the_device_class() -> None:
+    assert deadband_for("power_w", {**DEFAULT_DEADBANDS, "W": 2}) == 2
+    assert deadband_for("power_w", {**DEFAULT_DEADBANDS, "W": 2, "power_w": 0}) == 0
+
+
+@pytest.mark.parametrize(("last", "new", "expected"), [
+    (None, {"power_w": 100.0}, {"power_w": 100.0}),
+    ({"power_w": 100.0}, {"power_w": 109.0}, {"power_w": 100.0}),
+    ({"power_w": 100.0}, {"power_w": 111.0}, {"power_w": 111.0}),
+    ({"energy_kwh": 5.0}, {"energy_kwh": 5.009}, {"energy_kwh": 5.0}),
+    ({"energy_kwh": 5.0}, {"energy_kwh": 0.0}, {"energy_kwh": 0.0}),  # a reset goes out
+    ({"alarms": []}, {"alarms": ["phase_loss_a"]}, {"alarms": ["phase_loss_a"]}),
+    ({}, {"power_w": 1.0}, {"power_w": 1.0}),
+])
+def test_hold_keeps_small_moves_at_the_published_value(
+        last: dict[str, object] | None, new: dict[str, object],
+        expected: dict[str, object]) -> None:
+    held = hold(last, new, DEFAULT_DEADBANDS)  # type: ignore[arg-type]
+    assert held == expected
+    # Nothing to publish when only small moves happened.
+    if last is not None and held == last:
+        assert not changed(last, held, DEFAULT_DEADBANDS)
 
 
 @pytest.mark.parametrize(("old", "new", "expected"), [
@@ -95,8 +136,9 @@ def test_availability_gate_rate_limits_flapping() -> None:
 
 
 def test_meter_components_follow_validity_and_writes() -> None:
+    assert "power_b_w" in meter_components("m", "p", 12, False)
     comps = meter_components("m", "p", 10, False)
-    assert "power_a_w" in comps and "power_b_w" not in comps
+    assert "power_w" in comps and "power_b_w" not in comps
     assert comps["phase_loss_a"].platform == "binary_sensor" and "phase_loss_b" not in comps
     assert comps["ct_primary_a"].platform == "sensor"
     assert not [c for c in comps.values() if c.platform in ("select", "number", "button")]
@@ -104,7 +146,8 @@ def test_meter_components_follow_validity_and_writes() -> None:
     assert writable["set_system_type"].platform == "select"
     assert writable["set_system_type"].config["options"][-1] == "3-phase wye 4-wire (40)"
     assert writable["set_ct_primary_a"].config["command_topic"] == "series4000/m/set/ct_primary_a"
-    assert writable["reset_energy"].config["payload_press"] == "PRESS"
+    assert writable["new_demand_interval"].config["payload_press"] == "PRESS"
+    assert "reset_energy" not in writable  # needs allow_resets
     assert "ct_primary_a" not in writable
     uids = [c.config["unique_id"] for c in writable.values()]
     assert len(uids) == len(set(uids))

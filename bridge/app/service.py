@@ -23,8 +23,7 @@ from bridge.core.poller import BusPoller, CommandRequest, MeterRuntime
 from bridge.core.share import MeterShare
 from bridge.gpio.backend import GpioBackend
 from bridge.homeassistant.announce import Announcer
-from bridge.homeassistant.entities import MeterContext
-from bridge.homeassistant.meters import MeterDevices
+from bridge.homeassistant.meters import MeterDevices, meter_context
 from bridge.meters.profile import MeterProfile
 from bridge.meters.series4000 import PROFILE
 from bridge.modbus.client import BusClient
@@ -107,6 +106,7 @@ class Service:
             for meter in bus.meters:
                 self.poller_of[meter.name] = poller
         self.ha_births = 0
+        self.meter_devices.announce_bridge()
         self._provisional_devices()
         backend = gpio_backend
         if backend is None and (config.pulse_inputs or config.alarm_inputs):
@@ -155,21 +155,23 @@ class Service:
     def node_ids(self) -> list[str]:
         own = [p.name for p in self.config.pulse_inputs if p.meter is None]
         own += [a.name for a in self.config.alarm_inputs if a.meter is None]
-        return [self.naming.node_id(name) for name in [*self.poller_of, *own]]
+        return [self.meter_devices.bridge_node_id,
+                *(self.naming.node_id(name) for name in [*self.poller_of, *own])]
 
     def _provisional_devices(self) -> None:
         """Every meter's device exists from the start, so that inputs linked to a meter can
         be announced before the meter has been read (its firmware comes later)."""
         for poller in self.pollers:
             for rt in poller.meters.values():
-                self.meter_devices.set_device(rt.name, rt.cfg.display_name)
+                self.meter_devices.set_device(rt.cfg, poller.cfg.name)
 
     def _meter_components(self, rt: MeterRuntime) -> None:
         assert rt.setup is not None
-        self.meter_devices.set_device(rt.name, rt.cfg.display_name,
+        self.meter_devices.set_device(rt.cfg, self.poller_of[rt.name].cfg.name,
                                       rt.identity.firmware if rt.identity else None)
-        self.meter_devices.announce(rt.name, MeterContext(rt.setup.system_type, rt.valid,
-                                                          rt.cfg.allow_writes))
+        pulse_linked = any(p.meter == rt.name for p in self.config.pulse_inputs)
+        self.meter_devices.announce(rt.name, meter_context(rt.cfg, rt.setup.system_type,
+                                                           rt.valid, pulse_linked))
 
     # -- MQTT callbacks (never block, never touch a bus) -------------------------------------
 

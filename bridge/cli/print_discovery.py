@@ -12,8 +12,7 @@ from typing import TextIO
 from bridge.config import Config
 from bridge.errors import ModbusError
 from bridge.homeassistant.announce import Announcer
-from bridge.homeassistant.entities import MeterContext
-from bridge.homeassistant.meters import MeterDevices
+from bridge.homeassistant.meters import MeterDevices, meter_context
 from bridge.meters.profile import MeterProfile
 from bridge.meters.series4000 import PROFILE
 from bridge.modbus.client import BusClient
@@ -33,6 +32,7 @@ async def print_discovery(config: Config, system_type: int | None, out: TextIO,
     devices = MeterDevices(Announcer(hub, topics, mode=config.mqtt.discovery_mode,
                                      ha_version=config.mqtt.ha_version), topics,
                            Naming(config.bridge_id), profile)
+    devices.announce_bridge()
     failed = 0
     for bus in config.buses:
         client = BusClient(link_for(bus), timeout=bus.timeout, retries=bus.retries)
@@ -51,8 +51,9 @@ async def print_discovery(config: Config, system_type: int | None, out: TextIO,
                     firmware = reading.identity.firmware
                 else:
                     st, valid = system_type, profile.valid_keys(system_type)
-                devices.set_device(meter.name, meter.display_name, firmware)
-                devices.announce(meter.name, MeterContext(st, valid, meter.allow_writes))
+                devices.set_device(meter, bus.name, firmware)
+                linked = any(p.meter == meter.name for p in config.pulse_inputs)
+                devices.announce(meter.name, meter_context(meter, st, valid, linked))
         finally:
             client.close()
     for topic, payload in sent:

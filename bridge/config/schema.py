@@ -128,6 +128,11 @@ class MeterConfig(Strict):
     config_interval: Annotated[float, _in_range(1, 86400)] = 60.0
     #: Name shown in Home Assistant (defaults to the meter name).
     display_name: str | None = None
+    #: Lets the energy and maximum-demand resets through (besides ``allow_writes``): the
+    #: totals people bill from are never one unguarded click away.
+    allow_resets: bool = False
+    #: Home Assistant area suggested for the meter's device (``Garage``).
+    area: str | None = None
     #: Unit id in the bridge's Modbus TCP server (default ``unit``), unique across all buses.
     server_unit: Annotated[int, _in_range(1, 247)] | None = None
 

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 WRITES_DISABLED = ("writes are disabled for this meter (set allow_writes: true in its "
                    "configuration)")
+RESETS_DISABLED = ("resets are disabled for this meter (set allow_resets: true in its "
+                   "configuration)")
 
 
 class Outcome(Enum):
@@ -89,6 +91,11 @@ async def execute(bus: BusTask, rt: MeterRuntime, req: CommandRequest) -> Outcom
         report(req.key, req.payload[:64].decode("utf-8", "replace"), False, current,
                WRITES_DISABLED)
         return Outcome.WRITES_DISABLED
+    if any(c.key == req.key and c.guarded for c in rt.profile.commands) \
+            and not rt.cfg.allow_resets:
+        report(req.key, req.payload[:64].decode("utf-8", "replace"), False, None,
+               RESETS_DISABLED)
+        return Outcome.WRITES_DISABLED  # not allowed for this meter, like a write
     parsed = rt.profile.parse_command(req.key, req.payload, rt.setup, now,
                                       rt.last_demand_command)
     if isinstance(parsed, Rejection):
@@ -118,6 +125,7 @@ async def execute(bus: BusTask, rt: MeterRuntime, req: CommandRequest) -> Outcom
         return Outcome.FAILED
     bus.take_setup(rt, setup)
     value: object = None
+    hint = rt.profile.system_type_hint(before, setup) if before is not None else None
     if parsed.is_button:
         if error is None and parsed.setting == "reset_energy" and before is not None and \
                 not rt.profile.released_by(before, setup):
@@ -127,8 +135,10 @@ async def execute(bus: BusTask, rt: MeterRuntime, req: CommandRequest) -> Outcom
         value = setup.settings.get(parsed.setting)
         if error is None and setup.setting_raw(parsed.setting) != parsed.value:
             error = f"the meter did not take {parsed.requested}; it holds {value}"
-    report(parsed.setting, parsed.requested, error is None, value, error,
-           parsed.note if error is None else None)
+    # What to do next: from the command's checks, or a system type that changed what the
+    # system voltage means.
+    note = "; ".join(n for n in (parsed.note, hint) if n) if error is None else None
+    report(parsed.setting, parsed.requested, error is None, value, error, note or None)
     # Show the new set-up now, and read the measurements under it soon.
     bus.publish_state(rt, force=True)
     if "full" in rt.due:

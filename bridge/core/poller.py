@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from bridge.config import BusConfig, PublishConfig
 from bridge.core.availability import Availability
 from bridge.core.commands import CommandRequest, Outcome, execute
-from bridge.core.publishing import should_publish
+from bridge.core.publishing import DEFAULT_DEADBANDS, hold, should_publish
 from bridge.core.runtime import MeterRuntime, apply_setup, ingest, learn, state_of
 from bridge.core.wiring import observe_wiring
 from bridge.errors import DecodeError, ModbusError
@@ -37,8 +37,6 @@ from bridge.mqtt.hub import AVAILABILITY, STATE, Hub
 
 log = logging.getLogger(__name__)
 
-#: Built-in deadbands for values the bridge itself measures.
-DEFAULT_DEADBANDS = {"response_time_ms": 25.0}
 #: Commands waiting for the bus task; more are refused with "try again".
 MAX_QUEUED_COMMANDS = 100
 
@@ -280,6 +278,8 @@ class BusPoller:
             return
         rt.due.pop("publish", None)
         state = state_of(rt)
+        if not force and now - rt.last_state_time < self.publish_cfg.heartbeat_s:
+            state = hold(rt.last_state, state, self.deadbands)
         if not force and not should_publish(rt.last_state, rt.last_state_time, state, now,
                                             self.publish_cfg.heartbeat_s, self.deadbands):
             return

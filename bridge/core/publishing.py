@@ -1,4 +1,9 @@
-"""When to publish (pure): change detection with deadbands, heartbeats, availability gating."""
+"""When to publish (pure): change detection with deadbands, heartbeats, availability gating.
+
+A value that moves no more than its deadband is published at its last published value
+(:func:`hold`), so Home Assistant's recorder stores a row only when a value really moved; the
+heartbeat publishes the values as read.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +11,49 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bridge.model.quantities import BY_KEY
+from bridge.model.values import StateValue
+
+#: Built-in deadbands by Home Assistant device class (or unit, for kvarh and kVAh, which have
+#: none in 2025.4): about ten times the meter's resolution at a household load, so noise does not
+#: reach the recorder while every change a person would notice does. ``publish.deadband``
+#: overrides them (by key, unit or device class; 0 turns one off).
+DEFAULT_DEADBANDS: dict[str, float] = {
+    "power": 10.0, "reactive_power": 10.0, "apparent_power": 10.0,  # W, var, VA
+    "current": 0.05, "voltage": 0.5, "power_factor": 0.01, "frequency": 0.05,
+    "energy": 0.01, "kvarh": 0.01, "kVAh": 0.01,  # 10 Wh: finer than any hourly statistic
+    "duration": 25.0,  # response time, ms
+}
 
 
 def deadband_for(key: str, deadbands: Mapping[str, float]) -> float:
-    """A key's deadband: its own entry, else its unit's (``W``, ``V``...), else 0."""
+    """A key's deadband: its own entry, else its unit's (``W``, ``V``...), else its device
+    class's (``power``), else 0."""
     if key in deadbands:
         return deadbands[key]
     q = BY_KEY.get(key)
-    if q is not None and q.unit is not None and q.unit in deadbands:
-        return deadbands[q.unit]
+    if q is None:
+        return 0.0
+    for group in (q.unit, q.device_class):
+        if group is not None and group in deadbands:
+            return deadbands[group]
     return 0.0
+
+
+def hold(last: Mapping[str, StateValue] | None, new: Mapping[str, StateValue],
+         deadbands: Mapping[str, float]) -> dict[str, StateValue]:
+    """``new`` with every number that moved no more than its deadband at its last published
+    value."""
+    if last is None:
+        return dict(new)
+    out: dict[str, StateValue] = {}
+    for key, value in new.items():
+        before = last.get(key)
+        if isinstance(value, (int, float)) and isinstance(before, (int, float)) \
+                and abs(value - before) <= deadband_for(key, deadbands):
+            out[key] = before
+        else:
+            out[key] = value
+    return out
 
 
 def changed(old: Mapping[str, object], new: Mapping[str, object],

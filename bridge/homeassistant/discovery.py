@@ -30,14 +30,19 @@ class DeviceInfo:
     manufacturer: str
     sw_version: str | None = None
     serial: str | None = None
+    #: Where the meter is: ``bus panel, unit 3`` (the device page shows it under the model).
+    hw_version: str | None = None
+    suggested_area: str | None = None
+    #: The node id of the device this one is reached through (the bridge).
+    via_device: str | None = None
 
     def block(self) -> dict[str, Any]:
         out: dict[str, Any] = {"identifiers": [self.node_id], "name": self.name,
                                "manufacturer": self.manufacturer, "model": self.model}
-        if self.sw_version:
-            out["sw_version"] = self.sw_version
-        if self.serial:
-            out["serial_number"] = self.serial
+        optional = (("sw_version", self.sw_version), ("serial_number", self.serial),
+                    ("hw_version", self.hw_version), ("suggested_area", self.suggested_area),
+                    ("via_device", self.via_device))
+        out.update((key, value) for key, value in optional if value)
         return out
 
 
@@ -100,26 +105,26 @@ def device_payload(device: DeviceInfo, components: Mapping[str, Component],
     for key, platform in removed.items():
         if key not in components:
             cmps[key] = {"platform": platform}
-    return {
-        "device": device.block(),
-        "origin": ORIGIN,
-        "availability": [{"topic": t} for t in availability],
-        "availability_mode": "all",
-        "state_topic": state_topic,
-        "qos": 1,
-        "components": cmps,
-    }
+    out: dict[str, Any] = {"device": device.block(), "origin": ORIGIN}
+    out.update(_availability(availability))
+    out.update({"state_topic": state_topic, "qos": 1, "components": cmps})
+    return out
+
+
+def _availability(topics: Iterable[str]) -> dict[str, Any]:
+    """Availability options (none for the bridge's own device: it reports its state itself)."""
+    avail = [{"topic": t} for t in topics]
+    return {"availability": avail, "availability_mode": "all"} if avail else {}
 
 
 def component_payloads(device: DeviceInfo, components: Mapping[str, Component],
                        removed: Mapping[str, str], availability: Iterable[str],
                        state_topic: str, topics: Topics) -> dict[str, str]:
     """Per-entity discovery (Home Assistant before 2024.12): topic -> payload ('' removes)."""
-    avail = [{"topic": t} for t in availability]
+    avail = _availability(availability)
     out: dict[str, str] = {}
     for key, comp in components.items():
-        cfg = {**comp.config, "device": device.block(), "origin": ORIGIN,
-               "availability": avail, "availability_mode": "all", "qos": 1}
+        cfg = {**comp.config, "device": device.block(), "origin": ORIGIN, **avail, "qos": 1}
         cfg.setdefault("state_topic", state_topic)
         if comp.platform == "button":
             cfg.pop("state_topic")

@@ -1,8 +1,11 @@
 """A meter's Home Assistant entities as descriptions (pure).
 
 Each :class:`EntityDescription` says by itself whether it exists for a meter
-(:class:`MeterContext`: the wiring, the valid quantities, whether writes are allowed) and how its
-discovery config looks. The descriptions are built once per meter profile from the vocabulary of
+(:class:`MeterContext`: the wiring, the valid quantities, whether writes and resets are allowed,
+whether a pulse input counts the meter's pulse output), whether Home Assistant enables it by
+default, and how its discovery config looks. Values that only repeat another under the wiring
+get no entity; specialist ones (:class:`~bridge.model.quantities.Visibility`) are created
+disabled, one click away. The descriptions are built once per meter profile from the vocabulary of
 state keys, the profile's alarm bits, settings and commands; nothing else decides which
 entities a meter has.
 """
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.meters.profile import AlarmBit, Command, MeterProfile, Setting
-from bridge.model.quantities import QUANTITIES, Quantity
+from bridge.model.quantities import QUANTITIES, Quantity, Visibility
 
 #: Values the bridge reads from the set-up block or keeps itself: present for every meter,
 #: whatever the wiring.
@@ -29,6 +32,15 @@ class MeterContext:
     system_type: int
     valid: frozenset[str]
     allow_writes: bool
+    allow_resets: bool = False
+    #: A GPIO pulse input counts this meter's pulse output.
+    pulse_linked: bool = False
+
+    def shown(self, visibility: Visibility) -> bool:
+        """Whether an entity of ``visibility`` is enabled by default."""
+        if visibility is Visibility.PULSE_OUTPUT:
+            return self.pulse_linked
+        return visibility is Visibility.PRIMARY
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +48,8 @@ class MeterTopics:
     """The topics a meter's entities point at."""
 
     state: str
+    #: Where the result of every command goes (``<base>/<meter>/result``).
+    result: str
     #: The command topic of a setting or command key.
     set: Callable[[str], str]
 
@@ -44,12 +58,18 @@ class MeterTopics:
 Builder = Callable[[str, MeterTopics], dict[str, Any]]
 
 
+def _always(ctx: MeterContext) -> bool:
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class EntityDescription:
     key: str
     platform: str
     exists: Callable[[MeterContext], bool]
     build: Builder
+    #: Enabled by default in Home Assistant (otherwise created disabled).
+    enabled: Callable[[MeterContext], bool] = _always
 
 
 def value_of(key: str) -> str:
@@ -75,25 +95,62 @@ def sensor_config(q: Quantity, unique_id: str) -> dict[str, Any]:
     return cfg
 
 
-def _quantity(q: Quantity) -> EntityDescription:
+def _quantity(q: Quantity, repeated: Callable[[int], frozenset[str]]) -> EntityDescription:
     if q.key in BRIDGE_DIAGNOSTICS:
         def exists(ctx: MeterContext) -> bool:
             return True
     else:
         def exists(ctx: MeterContext) -> bool:
-            return q.key in ctx.valid
-    return EntityDescription(q.key, "sensor", exists,
-                             lambda uid, _topics: sensor_config(q, uid))
+            return q.key in ctx.valid and q.key not in repeated(ctx.system_type)
+    return EntityDescription(q.key, "sensor", exists, lambda uid, _t: sensor_config(q, uid),
+                             lambda ctx: ctx.shown(q.visibility))
+
+
+#: Alarms (register 146) and, where the wiring check publishes them, wiring findings.
+_ACTIVE_FINDINGS = "value_json.get('alarms', []) + value_json.get('wiring', [])"
+
+
+def _problem() -> EntityDescription:
+    """One primary entity that says "this meter has a problem", with the active findings."""
+    def build(uid: str, topics: MeterTopics) -> dict[str, Any]:
+        return {"name": "Problem", "unique_id": uid, "device_class": "problem",
+                "value_template": f"{{{{ 'ON' if ({_ACTIVE_FINDINGS}) else 'OFF' }}}}",
+                "json_attributes_topic": topics.state,
+                "json_attributes_template":
+                    "{{ {'alarms': value_json.get('alarms', []), "
+                    "'wiring': value_json.get('wiring', [])} | tojson }}"}
+    return EntityDescription("problem", "binary_sensor", _always, build)
+
+
+#: The result of the last command as one line (Home Assistant keeps at most 255 characters).
+LAST_COMMAND_TEMPLATE = (
+    "{{ (value_json.setting ~ ' ' ~ value_json.requested ~ "
+    "(' ok' if value_json.ok else ' refused: ' ~ value_json.error) ~ "
+    "('; ' ~ value_json.note if value_json.get('note') else ''))[:255] }}")
+
+
+def _last_command() -> EntityDescription:
+    """What became of the last command (a refused write says why, where users look)."""
+    def build(uid: str, topics: MeterTopics) -> dict[str, Any]:
+        return {"name": "Last command", "unique_id": uid, "entity_category": "diagnostic",
+                "icon": "mdi:console-line", "state_topic": topics.result,
+                "value_template": LAST_COMMAND_TEMPLATE,
+                "json_attributes_topic": topics.result}
+    return EntityDescription("last_command", "sensor", _always, build)
 
 
 def _alarm(bit: AlarmBit, applies: Callable[[int], frozenset[str]]) -> EntityDescription:
-    def build(uid: str, _topics: MeterTopics) -> dict[str, Any]:
-        return {"name": bit.name, "unique_id": uid, "device_class": "problem",
-                "entity_category": "diagnostic",
-                "value_template": f"{{{{ 'ON' if '{bit.key}' in value_json.get('alarms', []) "
-                                  "else 'OFF' }}"}
+    def build(uid: str, _t: MeterTopics) -> dict[str, Any]:
+        cfg: dict[str, Any] = {
+            "name": bit.name, "unique_id": uid, "device_class": "problem",
+            "value_template": f"{{{{ 'ON' if '{bit.key}' in value_json.get('alarms', []) "
+                              "else 'OFF' }}"}
+        if bit.visibility is not Visibility.PRIMARY:
+            cfg["entity_category"] = "diagnostic"
+        return cfg
     return EntityDescription(bit.key, "binary_sensor",
-                             lambda ctx: bit.key in applies(ctx.system_type), build)
+                             lambda ctx: bit.key in applies(ctx.system_type), build,
+                             lambda ctx: ctx.shown(bit.visibility))
 
 
 def _select_template(setting: Setting) -> str:
@@ -106,7 +163,7 @@ def _select_template(setting: Setting) -> str:
 
 
 def _setting_sensor(s: Setting) -> EntityDescription:
-    def build(uid: str, _topics: MeterTopics) -> dict[str, Any]:
+    def build(uid: str, _t: MeterTopics) -> dict[str, Any]:
         cfg: dict[str, Any] = {"name": s.name, "unique_id": uid}
         if s.icon:
             cfg["icon"] = s.icon
@@ -115,8 +172,12 @@ def _setting_sensor(s: Setting) -> EntityDescription:
             else f"{{{{ {value_of(s.key)} }}}}"
         if s.unit:
             cfg["unit_of_measurement"] = s.unit
+        if s.device_class:
+            cfg["device_class"] = s.device_class
         return cfg
-    return EntityDescription(s.key, "sensor", lambda ctx: not ctx.allow_writes, build)
+    # A read-only meter's set-up is looked up now and then, not watched: created disabled.
+    return EntityDescription(s.key, "sensor", lambda ctx: not ctx.allow_writes, build,
+                             lambda ctx: False)
 
 
 def _setting_control(s: Setting) -> EntityDescription:
@@ -135,9 +196,12 @@ def _setting_control(s: Setting) -> EntityDescription:
                         "value_template": f"{{{{ {value_of(s.key)} }}}}"})
             if s.unit:
                 cfg["unit_of_measurement"] = s.unit
+            if s.device_class:
+                cfg["device_class"] = s.device_class
         return cfg
     platform = "select" if s.kind == "select" else "number"
-    return EntityDescription(f"set_{s.key}", platform, lambda ctx: ctx.allow_writes, build)
+    return EntityDescription(f"set_{s.key}", platform, lambda ctx: ctx.allow_writes, build,
+                             lambda ctx: ctx.shown(s.visibility))
 
 
 def _button(c: Command) -> EntityDescription:
@@ -147,7 +211,12 @@ def _button(c: Command) -> EntityDescription:
         if c.icon:
             cfg["icon"] = c.icon
         return cfg
-    return EntityDescription(c.key, "button", lambda ctx: ctx.allow_writes, build)
+
+    def exists(ctx: MeterContext) -> bool:
+        return ctx.allow_writes and (ctx.allow_resets or not c.guarded)
+    # A guarded reset is never one click away: even with allow_resets it starts disabled.
+    return EntityDescription(c.key, "button", exists, build,
+                             lambda ctx: not c.guarded and ctx.shown(c.visibility))
 
 
 def _wiring_problem(info_codes: tuple[str, ...]) -> EntityDescription:
@@ -176,14 +245,23 @@ def meter_entities(profile: MeterProfile) -> tuple[EntityDescription, ...]:
                 b.key for b in profile.alarm_bits(system_type))
         return applies_cache[system_type]
 
+    repeated_cache: dict[int, frozenset[str]] = {}
+
+    def repeated(system_type: int) -> frozenset[str]:
+        if system_type not in repeated_cache:
+            repeated_cache[system_type] = profile.repeated_keys(system_type)
+        return repeated_cache[system_type]
+
     bits = {b.key: b for st in profile.system_types for b in profile.alarm_bits(st)}
     ordered_bits = sorted(bits.values(), key=lambda b: b.bit)
     return (
-        *(_quantity(q) for q in QUANTITIES),
+        *(_quantity(q, repeated) for q in QUANTITIES),
+        _problem(),
         *(_alarm(bit, applies) for bit in ordered_bits),
         _wiring_problem(profile.wiring_info_codes),
         *(d for s in profile.settings for d in (_setting_sensor(s), _setting_control(s))),
         *(_button(c) for c in profile.commands),
+        _last_command(),
     )
 
 
@@ -197,5 +275,12 @@ class Component:
 def components(descriptions: tuple[EntityDescription, ...], ctx: MeterContext,
                unique_id: Callable[[str], str], topics: MeterTopics) -> dict[str, Component]:
     """The entities that exist for ``ctx``, keyed by component key, in description order."""
-    return {d.key: Component(d.key, d.platform, d.build(unique_id(d.key), topics))
-            for d in descriptions if d.exists(ctx)}
+    out: dict[str, Component] = {}
+    for d in descriptions:
+        if not d.exists(ctx):
+            continue
+        cfg = d.build(unique_id(d.key), topics)
+        if not d.enabled(ctx):
+            cfg["enabled_by_default"] = False
+        out[d.key] = Component(d.key, d.platform, cfg)
+    return out

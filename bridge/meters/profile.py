@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bridge.meters.findings import Finding
+from bridge.model.quantities import Visibility
 from bridge.model.registers import ReadBlock, Register
 from bridge.model.values import Number, StateValue, is_number
 
@@ -71,9 +72,12 @@ class Setting:
     icon: str | None = None
     #: Writing it changes the valid quantity set (the system type).
     changes_validity: bool = False
+    #: Home Assistant's device class for a number (voltage, current, duration).
+    device_class: str | None = None
     #: Published as the register's number, not the option's label (the select's template shows
     #: the label): values that are numbers to the user, like a system type or a pulse weight.
     numeric_state: bool = False
+    visibility: Visibility = Visibility.PRIMARY
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +92,10 @@ class Command:
     min_interval_s: float = 0.0
     #: State keys the command legitimately lowers (so the bridge publishes the drop).
     resets: tuple[str, ...] = field(default=())
+    #: Destroys what people bill from (energy totals, maximum demand): needs ``allow_resets``
+    #: on the meter besides ``allow_writes``, and is created disabled in Home Assistant.
+    guarded: bool = False
+    visibility: Visibility = Visibility.PRIMARY
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +106,9 @@ class AlarmBit:
     #: Which phase set decides whether the bit applies: "voltage", "ct" or None (always).
     phase_set: str | None = None
     phase: str | None = None
+    #: PRIMARY: shown on the dashboard; otherwise a diagnostic entity (the meter's Problem
+    #: entity gathers every bit).
+    visibility: Visibility = Visibility.SPECIALIST
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +186,14 @@ class MeterProfile(Protocol):
 
     def alarm_bits(self, system_type: int) -> tuple[AlarmBit, ...]:
         """The alarm bits that apply to the phases a wiring uses."""
+
+    def repeated_keys(self, system_type: int) -> frozenset[str]:
+        """Valid keys that only repeat another key under the wiring (phase A on a single-phase
+        meter): published in the state, but no entity of their own."""
+
+    def system_type_hint(self, before: MeterSetup, after: MeterSetup) -> str | None:
+        """After a system-type change: what to set next when the present set-up no longer fits
+        the new wiring (None: nothing)."""
 
     def identity(self, objects: Mapping[int, str]) -> Identity:
         """Identity from the device-identification objects (function 0x2B)."""

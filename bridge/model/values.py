@@ -11,7 +11,7 @@ import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
-from bridge.model.quantities import BY_KEY
+from bridge.model.quantities import BY_KEY, rounded
 
 Number = int | float
 StateValue = Number | str | list[str]
@@ -41,7 +41,8 @@ def sanitize(
 ) -> tuple[dict[str, Number], dict[str, Number], list[Dropped]]:
     """Turn decoded values into publishable ones.
 
-    Keeps only valid keys with finite numbers; an accumulator lower than its last published
+    Keeps only valid keys with finite numbers, floats rounded to the published resolution
+    (:func:`~bridge.model.quantities.rounded`); an accumulator lower than its last published
     value (``floors``) is dropped and reported, unless the key is in ``resets`` (the bridge
     knows the meter was reset). Returns the clean values, the new floors, and the drops.
     """
@@ -51,6 +52,8 @@ def sanitize(
     for key, value in values.items():
         if key not in valid or value is None or not is_number(value):
             continue
+        if isinstance(value, float):
+            value = rounded(key, value)
         if key in MONOTONIC:
             floor = floors.get(key)
             if floor is not None and value < floor and key not in resets:

@@ -70,6 +70,12 @@ class Series4000Profile:
     def alarm_bits(self, system_type: int) -> tuple[AlarmBit, ...]:
         return validity.alarm_bits_for(system_type)
 
+    def repeated_keys(self, system_type: int) -> frozenset[str]:
+        return validity.repeated_keys(system_type)
+
+    def system_type_hint(self, before: MeterSetup, after: MeterSetup) -> str | None:
+        return commands.system_type_hint(before, after)
+
     def identity(self, objects: Mapping[int, str]) -> Identity:
         return identity_from_objects(objects)  # numbered from 0 or from 1, read by content
 

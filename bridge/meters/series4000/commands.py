@@ -176,3 +176,23 @@ def _pt_ratio_note(pt_ratio: float, voltage_v: float) -> str | None:
 
 def _as_float(value: object) -> float:
     return float(value) if isinstance(value, (int, float)) else math.nan
+
+
+def system_type_hint(before: MeterSetup, after: MeterSetup) -> str | None:
+    """After a system-type change, the system voltage to set when the present one was entered
+    for the other kind of value (line-to-line vs. line-to-neutral, register 134)."""
+    old, new = before.system_type, after.system_type
+    voltage = _as_float(after.settings.get("system_voltage_v"))
+    ln_type = s4k.SYSTEM_VOLTAGE_LN_TYPE
+    if old == new or (old == ln_type) == (new == ln_type) or not math.isfinite(voltage):
+        return None
+    if new == ln_type:
+        target = voltage / s4k.LL_OVER_LN.get(old, 1.0)
+        kinds = ("line-to-line", f"type {new} takes line-to-neutral")
+    else:
+        target = voltage * s4k.LL_OVER_LN.get(new, 1.0)
+        kinds = ("line-to-neutral", f"type {new} takes line-to-line")
+    setting = s4k.SETTINGS_BY_KEY["system_voltage_v"]
+    target = min(max(round(target), setting.minimum), setting.maximum)
+    return (f"system voltage {voltage:g} V is a {kinds[0]} value and {kinds[1]}: "
+            f"set system_voltage_v to {target:g} next")

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bridge.meters.profile import AlarmBit, Command, Setting
+from bridge.model.quantities import Visibility
 from bridge.model.registers import Access, DataType, ReadBlock, Register
 
 ALL_TYPES = frozenset({10, 11, 12, 31, 40})
@@ -47,6 +48,11 @@ SYSTEM_TYPES: dict[int, SystemType] = {
     31: SystemType(31, "3-phase delta 3-wire (31)", ("a", "b", "c"), ("a", "b", "c"), False),
     40: SystemType(40, "3-phase wye 4-wire (40)", ("a", "b", "c"), ("a", "b", "c"), True),
 }
+
+#: System voltage (register 134) is line-to-line except in type 10, where it is line-to-neutral;
+#: line-to-line over line-to-neutral for the other types (120/240 V split phase: 2).
+SYSTEM_VOLTAGE_LN_TYPE = 10
+LL_OVER_LN: dict[int, float] = {11: 2.0, 12: 2.0, 31: 3 ** 0.5, 40: 3 ** 0.5}
 
 # Validity sets from the system-type table of the quick install guide (CT inputs, L-L and L-N
 # voltage connections); "uncertain" = per-phase power in the types without a neutral, which the
@@ -304,14 +310,16 @@ ALARM_BITS: tuple[AlarmBit, ...] = (
     AlarmBit(4, "current_out_of_range_b", "Current out of range B", "ct", "b"),
     AlarmBit(5, "current_out_of_range_c", "Current out of range C", "ct", "c"),
     AlarmBit(6, "frequency_out_of_range", "Frequency out of range"),
-    AlarmBit(8, "phase_loss_a", "Phase loss A", "voltage", "a"),
-    AlarmBit(9, "phase_loss_b", "Phase loss B", "voltage", "b"),
-    AlarmBit(10, "phase_loss_c", "Phase loss C", "voltage", "c"),
+    # A lost phase is what people need to see at once.
+    AlarmBit(8, "phase_loss_a", "Phase loss A", "voltage", "a", Visibility.PRIMARY),
+    AlarmBit(9, "phase_loss_b", "Phase loss B", "voltage", "b", Visibility.PRIMARY),
+    AlarmBit(10, "phase_loss_c", "Phase loss C", "voltage", "c", Visibility.PRIMARY),
     AlarmBit(11, "low_power_factor_a", "Low power factor A", "ct", "a"),
     AlarmBit(12, "low_power_factor_b", "Low power factor B", "ct", "b"),
     AlarmBit(13, "low_power_factor_c", "Low power factor C", "ct", "c"),
-    AlarmBit(14, "pulse_overrun", "Pulse output overrun"),
-    AlarmBit(15, "pulse_weight_too_small", "Pulse weight too small"),
+    AlarmBit(14, "pulse_overrun", "Pulse output overrun", visibility=Visibility.PULSE_OUTPUT),
+    AlarmBit(15, "pulse_weight_too_small", "Pulse weight too small",
+             visibility=Visibility.PULSE_OUTPUT),
 )
 
 PHASE_LOSS_MASK = 0b111 << 8
@@ -324,40 +332,43 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("system_type", 130, "System type", "select",
             options=tuple((t.label, t.code) for t in SYSTEM_TYPES.values()),
             icon="mdi:sine-wave", changes_validity=True, numeric_state=True),
-    Setting("ct_primary_a", 131, "CT primary current", "number", 1, 32000, 1, "A",
-            icon="mdi:current-ac"),
+    # Names short enough for the device page's settings card at a laptop's width.
+    Setting("ct_primary_a", 131, "CT primary", "number", 1, 32000, 1, "A",
+            icon="mdi:current-ac", device_class="current"),
     Setting("ct_output", 132, "CT output", "select", options=(("1V", 1), ("0.333V", 3)),
             icon="mdi:current-ac"),
     Setting("pt_ratio", 133, "PT ratio", "number", 0.01, 320.0, 0.01, None, factor=0.01,
             icon="mdi:transmission-tower"),
     Setting("system_voltage_v", 134, "System voltage", "number", 82, 32000, 1, "V",
-            icon="mdi:flash-triangle"),
+            icon="mdi:flash-triangle", device_class="voltage"),
     Setting("pulse_wh", 144, "Energy per pulse", "select",
-            options=(("10", 10), ("100", 100), ("1000", 1000), ("10000", 10000)),
-            icon="mdi:pulse", numeric_state=True),
-    Setting("demand_subintervals", 149, "Demand sub-intervals", "number", 1, 6, 1, None,
+            options=(("10 Wh", 10), ("100 Wh", 100), ("1 kWh", 1000), ("10 kWh", 10000)),
+            icon="mdi:pulse", numeric_state=True, visibility=Visibility.PULSE_OUTPUT),
+    Setting("demand_subintervals", 149, "Sub-intervals", "number", 1, 6, 1, None,
             icon="mdi:chart-timeline"),
-    Setting("demand_subinterval_s", 150, "Demand sub-interval length", "number", 0, 32767, 1,
-            "s", excluded=((1, 9),), icon="mdi:timer-outline"),
-    Setting("phase_loss_voltage_pct", 142, "Phase-loss voltage threshold", "number", 1, 99, 1,
+    Setting("demand_subinterval_s", 150, "Sub-interval length", "number", 0, 32767, 1,
+            "s", excluded=((1, 9),), icon="mdi:timer-outline", device_class="duration"),
+    Setting("phase_loss_voltage_pct", 142, "Phase-loss voltage", "number", 1, 99, 1,
             "%", icon="mdi:flash-alert"),
-    Setting("phase_loss_imbalance_pct", 143, "Phase-loss imbalance threshold", "number", 1, 99,
+    Setting("phase_loss_imbalance_pct", 143, "Phase-loss imbalance", "number", 1, 99,
             1, "%", icon="mdi:scale-unbalanced"),
-    Setting("display_units", 137, "Display units", "select", options=(("IEC", 0), ("IEEE", 1)),
-            icon="mdi:format-text"),
+    Setting("display_units", 137, "Front-panel units", "select",
+            options=(("IEC", 0), ("IEEE", 1)),
+            icon="mdi:format-text", visibility=Visibility.SPECIALIST),
 )
 
 _ENERGY_KEYS = ("energy_kwh", "energy_a_kwh", "energy_b_kwh", "energy_c_kwh",
                 "reactive_energy_kvarh", "apparent_energy_kvah")
 
 COMMANDS: tuple[Command, ...] = (
-    Command("reset_energy", "Reset energy", 30078, "mdi:restore", resets=_ENERGY_KEYS),
+    Command("reset_energy", "Reset energy", 30078, "mdi:restore", resets=_ENERGY_KEYS,
+            guarded=True),
     Command("new_demand_interval", "New demand interval", 21211, "mdi:timer-refresh",
             min_interval_s=10.0),
     Command("reset_max_demand", "Reset maximum demand", 21212, "mdi:restore",
-            min_interval_s=10.0),
+            min_interval_s=10.0, guarded=True),
     Command("reset_pulse_counters", "Reset pulse counter", 16498, "mdi:restore",
-            resets=("pulse_count",)),
+            resets=("pulse_count",), visibility=Visibility.PULSE_OUTPUT),
 )
 
 SETTINGS_BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}

@@ -12,7 +12,11 @@ from collections.abc import Iterable
 
 from bridge.meters.profile import AlarmBit
 from bridge.meters.series4000.points import ALARM_BITS, SYSTEM_TYPES
+from bridge.model.quantities import QUANTITIES
 from bridge.model.registers import Register
+
+#: Phase-A keys that repeat their total when a single CT is in use.
+_PHASE_A_KEYS = frozenset(q.key for q in QUANTITIES if q.phase == "a")
 
 
 def valid_rows(rows: Iterable[Register], system_type: int,
@@ -52,3 +56,23 @@ def alarm_bits_for(system_type: int) -> tuple[AlarmBit, ...]:
 def active_alarms(bitmap: int, system_type: int) -> tuple[str, ...]:
     """Names of the active alarms of register 146, for the phases the system type uses."""
     return tuple(b.key for b in alarm_bits_for(system_type) if bitmap >> b.bit & 1)
+
+
+def repeated_keys(system_type: int) -> frozenset[str]:
+    """Valid keys that say the same as another under the wiring.
+
+    With one CT the phase-A power, current, energy and power factor are the totals; an average
+    over one voltage is that voltage (L-N on 1-phase L-N, L-L on 1-phase L-L and split phase),
+    so the named voltage stays (``Voltage A-N``, ``Voltage A-B``) and the average goes.
+    """
+    st = SYSTEM_TYPES.get(system_type)
+    if st is None:
+        return frozenset()
+    out: set[str] = set()
+    if len(st.ct_phases) == 1:
+        out |= _PHASE_A_KEYS
+    if st.neutral and len(st.voltage_phases) == 1:
+        out.add("voltage_ln_v")
+    if len(st.voltage_phases) == 2:
+        out.add("voltage_ll_v")
+    return frozenset(out)
