@@ -149,3 +149,28 @@ def test_phase_loss_sets_the_alarm_bits() -> None:
     m.lose_phase("c")
     assert m.alarm_bitmap() & s4k.PHASE_LOSS_MASK == 1 << 10
     assert m.values["voltage_cn_v"] == 0.0 and m.values["current_c_a"] == 0.0
+
+
+@pytest.mark.parametrize("system_type", [10, 11, 12, 31, 40])
+def test_phase_energies_add_up_to_the_total(system_type: int) -> None:
+    m, clock = meter(system_type, per_phase_without_neutral=True)
+    for _ in range(3):
+        clock.t += 600
+        m.tick()
+        phases = s4k.SYSTEM_TYPES[system_type].ct_phases
+        total = sum(m.values[f"energy_{p}_kwh"] or 0.0 for p in phases)
+        assert total == pytest.approx(m.values["energy_kwh"], rel=1e-9)
+    if system_type == 10:
+        assert m.values["energy_a_kwh"] == pytest.approx(m.values["energy_kwh"], rel=1e-9)
+
+
+def test_maximum_demand_is_never_below_the_present_demand() -> None:
+    m, clock = meter(40)
+    assert m.setup.demand_subinterval_s == 900
+    for _ in range(40):  # within the first sub-interval, then across several
+        clock.t += 60
+        m.tick()
+        for kind in ("power_w", "reactive_power_var", "apparent_power_va"):
+            present = m.values[f"demand_{kind}"]
+            assert present is not None and present > 0
+            assert m.values[f"max_demand_{kind}"] >= present  # type: ignore[operator]

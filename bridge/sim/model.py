@@ -74,7 +74,7 @@ class SimulatedMeter:
         self.alive = True
         # Accumulators (kWh, kVAh, kvarh) and per-phase real energy.
         self.energy_kwh = energy_kwh
-        self.energy_phase_kwh = [energy_kwh * f for f in (0.45, 0.33, 0.22)]
+        self.energy_phase_kwh = self._split_by_load(energy_kwh)
         self.apparent_kvah = energy_kwh * 1.08
         self.reactive_kvarh = energy_kwh * 0.41
         self.pulse_count = 0
@@ -96,6 +96,13 @@ class SimulatedMeter:
         self._recompute()
 
     # -- physics --------------------------------------------------------------------------
+
+    def _split_by_load(self, total_kwh: float) -> list[float]:
+        """The phases' share of a total, by their load: the phases with a CT add up to the
+        total (on a single-phase meter phase A is the total)."""
+        weights = [self.load.current_a[i] if p in self.system.ct_phases else 0.0
+                   for i, p in enumerate(_PHASES)]
+        return [total_kwh * w / sum(weights) for w in weights]
 
     @property
     def system(self) -> s4k.SystemType:
@@ -176,8 +183,10 @@ class SimulatedMeter:
             v[f"energy_{p}_kwh"] = self.energy_phase_kwh[idx] if ok else None
         present = self.present_demand()
         v["demand_power_w"], v["demand_reactive_power_var"], v["demand_apparent_power_va"] = present
+        # The maximum includes the interval under way: never below the present demand.
         (v["max_demand_power_w"], v["max_demand_reactive_power_var"],
-         v["max_demand_apparent_power_va"]) = self.max_demand
+         v["max_demand_apparent_power_va"]) = (
+            max(m, p) for m, p in zip(self.max_demand, present, strict=True))
         v["pulse_count"] = float(self.pulse_count)
         self.values = v
 
