@@ -111,7 +111,7 @@ async def test_every_button_acts_on_the_meter(broker: Broker, sim_factory: Any,
     meter.pulse_count = 777
     meter.max_demand = (50_000.0, 10_000.0, 60_000.0)
     _, port = await sim.serve_tcp()
-    cfg = bridge_config(broker.port, [tcp_bus(port, [meter_cfg()])], tmp_path)
+    cfg = bridge_config(broker.port, [tcp_bus(port, [meter_cfg(allow_resets=True)])], tmp_path)
     async with recorder(broker.port) as rec, running(cfg):
         before = await start(rec)
         assert before["energy_kwh"] == pytest.approx(1234.5)
@@ -139,7 +139,7 @@ async def test_reset_max_demand(broker: Broker, sim_factory: Any, tmp_path: Path
     meter = sim.meters[1]
     meter.max_demand = (50_000.0, 10_000.0, 60_000.0)
     _, port = await sim.serve_tcp()
-    cfg = bridge_config(broker.port, [tcp_bus(port, [meter_cfg()])], tmp_path)
+    cfg = bridge_config(broker.port, [tcp_bus(port, [meter_cfg(allow_resets=True)])], tmp_path)
     async with recorder(broker.port) as rec, running(cfg):
         await start(rec)
         assert (await command(rec, "reset_max_demand", "PRESS"))["ok"]
@@ -158,11 +158,34 @@ async def test_system_type_command_removes_phase_entities(broker: Broker, sim_fa
         t0 = asyncio.get_running_loop().time()
         result = await command(rec, "system_type", "10")
         assert result["ok"] and result["value"] == 10
+        # 398 V was entered line-to-line; type 10 takes line-to-neutral: the result says so.
+        assert result["hint"] == ("system voltage 398 V is a line-to-line value and type 10 "
+                                  "takes line-to-neutral: set system_voltage_v to 230 next")
         comps = (await rec.wait_message(DEVICE, after=t0)).json()["components"]
-        for key in ("power_b_w", "power_c_w", "voltage_bn_v", "current_c_a", "energy_b_kwh"):
+        for key in ("power_b_w", "power_c_w", "voltage_bn_v", "current_c_a", "energy_b_kwh",
+                    "power_a_w"):
             assert comps[key] == {"platform": "sensor"}, key
-        assert comps["power_a_w"]["unique_id"].endswith("power_a_w")
+        assert comps["voltage_an_v"]["unique_id"].endswith("voltage_an_v")
+        assert (await command(rec, "system_voltage_v", "230"))["ok"]
         assert comps["set_system_type"]["platform"] == "select"
+
+
+async def test_resets_need_allow_resets(broker: Broker, sim_factory: Any,
+                                        tmp_path: Path) -> None:
+    sim = sim_factory([1], 40, frozen=True)
+    _, port = await sim.serve_tcp()
+    cfg = bridge_config(broker.port, [tcp_bus(port, [meter_cfg()])], tmp_path)
+    async with recorder(broker.port) as rec, running(cfg):
+        await start(rec)
+        comps = (await rec.wait_message(DEVICE)).json()["components"]
+        assert "reset_energy" not in comps and "reset_max_demand" not in comps
+        for key in ("reset_energy", "reset_max_demand"):
+            result = await command(rec, key, "PRESS")
+            assert not result["ok"] and "allow_resets: true" in result["error"], result
+        # Other buttons need allow_writes only.
+        assert (await command(rec, "reset_pulse_counters", "PRESS"))["ok"]
+    assert [(w.reg, w.values) for w in sim.write_log] == [(129, [16498])]  # pulse counters only
+    assert sim.meters[1].energy_resets == 0
 
 
 async def test_writes_disabled_means_zero_writes(broker: Broker, sim_factory: Any,
