@@ -3,9 +3,11 @@
 Home Assistant runs in its own virtualenv (Python 3.13; `make test-ha` creates `.ha-venv`).
 Its `mqtt_statestream` integration publishes every entity's state back to the broker, so the
 test sees exactly the entities Home Assistant created from our discovery and the values it
-shows, including the Wiring problem entity of a meter with a wiring fault and its attributes.
-After a system-type change the entity registry must have dropped the phase B/C entities
-(removal markers work in a real instance, not only in our reading of the docs).
+shows, including the Wiring problem entity of a meter with a wiring fault and its
+attributes; its entity registry says which entities it created and which it created disabled. After a
+system-type change the registry must have dropped the phase B/C entities (removal markers work in
+a real instance, not only in our reading of the docs). The default entity counts per wiring are
+measured here and printed (`make test-ha` shows them; the README quotes them).
 """
 
 from __future__ import annotations
@@ -73,6 +75,24 @@ def ha_states(rec: Recorder, device: str) -> dict[str, str]:
     return out
 
 
+#: One meter per wiring (read-only), one with an open voltage tap (a wiring finding), and a
+#: wye meter with allow_writes.
+METERS = [("single", 10), ("twowire", 11), ("split", 12), ("delta", 31), ("star", 40),
+          ("faulty", 40), ("wye", 40)]
+
+
+def registry_counts(registry: dict[str, Any], name: str) -> tuple[int, int]:
+    """(enabled, disabled) entities of one of our meters in Home Assistant's entity registry."""
+    prefix = f"series4000_main_{name}_"
+    ours = [e for e in registry["data"]["entities"] if e["unique_id"].startswith(prefix)]
+    disabled = [e for e in ours if e["disabled_by"] is not None]
+    return len(ours) - len(disabled), len(disabled)
+
+
+def enabled_components(disc: dict[str, Any]) -> set[str]:
+    return {k for k, c in disc["components"].items() if c.get("enabled_by_default", True)}
+
+
 async def test_home_assistant_creates_our_entities(broker: Broker, sim_factory: Any,
                                                    tmp_path: Path) -> None:
     if not HA_PYTHON.exists():
@@ -82,36 +102,46 @@ async def test_home_assistant_creates_our_entities(broker: Broker, sim_factory: 
     (config_dir / "configuration.yaml").write_text(CONFIGURATION)
     (config_dir / ".storage" / "core.config_entries").write_text(
         json.dumps(mqtt_entry(broker.port)))
-    sim = sim_factory([1, 2, 3], [40, 10, 40], frozen=True)
-    apply_fault(sim.meters[3], parse_fault("voltage_missing:c"))
+    units = list(range(1, len(METERS) + 1))
+    sim = sim_factory(units, [st for _, st in METERS], frozen=True)
+    faulty_unit = units[[name for name, _ in METERS].index("faulty")]
+    apply_fault(sim.meters[faulty_unit], parse_fault("voltage_missing:c"))
     _, port = await sim.serve_tcp()
-    meters = [{"name": "wye", "unit": 1, "poll_interval": 1, "config_interval": 5,
-               "allow_writes": True},
-              {"name": "single", "unit": 2, "poll_interval": 1, "config_interval": 5},
-              {"name": "faulty", "unit": 3, "poll_interval": 1, "config_interval": 5}]
+    meters = [{"name": name, "unit": unit, "poll_interval": 1, "config_interval": 2}
+              for unit, (name, _) in zip(units, METERS, strict=True)]
+    meters[-1]["allow_writes"] = True
     cfg = bridge_config(broker.port, [tcp_bus(port, meters)], tmp_path / "state")
     ha = subprocess.Popen([str(HA_PYTHON), "-m", "homeassistant", "-c", str(config_dir)],
                           stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                           start_new_session=True)
+    wye_unit = units[-1]
     try:
         async with recorder(broker.port) as rec, running(cfg) as service:
             wye_state = (await rec.wait_message("series4000/wye/state", 20)).json()
-            # Home Assistant starts, reads our retained discovery, creates the entities.
-            await rec.wait_for(lambda r: len(ha_states(r, "wye")) >= 60, 240,
-                               "Home Assistant entities of the wye meter")
-            await asyncio.sleep(5)
+            discs = {name: json.loads(service.hub.get(
+                "discovery", f"homeassistant/device/series4000_main_{name}/config") or "{}")
+                for name, _ in METERS}
+            # Home Assistant starts, reads our retained discovery, creates the entities; the
+            # enabled ones get a state.
+            for name, _ in METERS:
+                await rec.wait_for(
+                    lambda r, n=name: len(ha_states(r, n)) >= len(enabled_components(discs[n])),
+                    240, f"Home Assistant entities of {name}")
+            await asyncio.sleep(3)
             wye = ha_states(rec, "wye")
             single = ha_states(rec, "single")
-            disc = json.loads(service.hub.get(
-                "discovery", "homeassistant/device/series4000_main_wye/config") or "{}")
-            # One Home Assistant entity per component we announced.
-            assert len(wye) == len(disc["components"]), sorted(wye)
-            assert wye["sensor.wye_voltage_cn"] == str(wye_state["voltage_cn_v"])
+            # Exactly the enabled components have a state: the others were created disabled.
+            assert len(wye) == len(enabled_components(discs["wye"])), sorted(wye)
+            assert len(single) == len(enabled_components(discs["single"])), sorted(single)
+            assert wye["sensor.wye_voltage_c_n"] == str(wye_state["voltage_cn_v"])
             assert wye["sensor.wye_power"] == str(wye_state["power_w"])
+            assert wye["sensor.wye_average_current"] == str(wye_state["current_a"])
             assert wye["select.wye_system_type"] == "3-phase wye 4-wire (40)"
-            assert wye["number.wye_ct_primary_current"] == "100"
+            assert wye["number.wye_ct_primary"] == "100"
             assert wye["binary_sensor.wye_phase_loss_c"] == "off"
-            assert "button.wye_reset_energy" in wye
+            assert wye["binary_sensor.wye_problem"] == "off"
+            assert "button.wye_new_demand_interval" in wye
+            assert "button.wye_reset_energy" not in wye  # allow_resets is off
             # The wiring check: off for the clean meters, on for the one with an open C tap,
             # with the finding and its fix as an attribute.
             assert wye["binary_sensor.wye_wiring_problem"] == "off"
@@ -123,16 +153,41 @@ async def test_home_assistant_creates_our_entities(broker: Broker, sim_factory: 
                 "hass_states/binary_sensor/faulty_wiring_problem/findings").payload)
             assert findings[0].startswith("voltage_missing_cn: Voltage CN reads 0 V"), findings
             assert "Fix: Check the voltage lead of phase C" in findings[0]
-            # A single-phase meter: no B/C entities, settings read-only.
-            assert not [e for e in single if e.endswith(("_b", "_c", "_bn", "_cn"))]
-            assert single["sensor.single_system_type"] == "1-phase L-N 2-wire (10)"
+            # The meter's one Problem entity is on for a wiring finding too.
+            assert ha_states(rec, "faulty")["binary_sensor.faulty_problem"] == "on"
+            # A single-phase meter: no B/C entities, no phase-A copies, no set-up controls.
+            assert not [e for e in single if e.endswith(("_b", "_c", "_b_n", "_c_n"))]
+            assert "sensor.single_power_a" not in single and "sensor.single_power" in single
             assert not [e for e in single if e.startswith(("select.", "number.", "button."))]
-            # No entity is unavailable or unknown except the buttons.
-            bad = {e: s for e, s in {**wye, **single}.items()
-                   if s in ("unavailable", "unknown") and not e.startswith("button.")}
+            # No entity is unavailable or unknown except the buttons and the last command
+            # (no command yet).
+            bad = {e: st for e, st in {**wye, **single}.items()
+                   if st in ("unavailable", "unknown") and not e.startswith("button.")
+                   and not e.endswith("_last_command")}
             assert not bad, bad
-            # Rewire the wye meter as single phase: Home Assistant must drop B and C.
-            assert sim.meters[1].write(130, [10]) is None
+            # A lost phase: the Problem entity turns on and lists the alarm.
+            sim.meters[wye_unit].lose_phase("c")
+            await rec.wait_for(lambda r: ha_states(r, "wye").get("binary_sensor.wye_problem")
+                               == "on", 30, "Problem on")
+            alarms = await rec.wait_for(
+                lambda r: (m := r.last("hass_states/binary_sensor/wye_problem/alarms"))
+                and "phase_loss_c" in m.payload and m.payload, 30, "the Problem's alarms")
+            assert "phase_loss_c" in json.loads(alarms)
+            sim.meters[wye_unit].lose_phase("c", lost=False)
+            # A write the bridge refuses: Home Assistant shows why.
+            await rec.publish("series4000/wye/set/system_voltage_v", "32000")
+            refused = await rec.wait_for(
+                lambda r: (st := ha_states(r, "wye").get("sensor.wye_last_command"))
+                and "32000" in st and st, 30, "the refused write in Home Assistant")
+            assert refused.startswith("system_voltage_v 32000 refused: system voltage / PT "
+                                      "ratio = 32000.0 V"), refused
+            # Rewire the wye meter as single phase from Home Assistant's select: the entities
+            # of B and C go, and the last command says which system voltage fits now.
+            await rec.publish("series4000/wye/set/system_type", "1-phase L-N 2-wire (10)")
+            hint = await rec.wait_for(
+                lambda r: (st := ha_states(r, "wye").get("sensor.wye_last_command"))
+                and st.startswith("system_type") and st, 30, "the system-type result")
+            assert hint.endswith("set system_voltage_v to 230 next"), hint
             await rec.wait_for(
                 lambda r: r.last_json("series4000/wye/state")["system_type"] == 10, 20,
                 "the new system type")
@@ -141,12 +196,27 @@ async def test_home_assistant_creates_our_entities(broker: Broker, sim_factory: 
         os.killpg(ha.pid, signal.SIGTERM)
         ha.wait(timeout=60)
     registry = json.loads((config_dir / ".storage" / "core.entity_registry").read_text())
-    entities = {e["entity_id"] for e in registry["data"]["entities"]
+    counts = {name: registry_counts(registry, name) for name, _ in METERS[:-1]}
+    print("\nentities per meter in Home Assistant (enabled, disabled by default):")
+    for name, st in METERS[:-2]:  # one per wiring
+        print(f"  system type {st} ({name}, read-only): {counts[name]}")
+    for name, _ in METERS[:-1]:
+        assert counts[name] == (len(enabled_components(discs[name])),
+                                len(discs[name]["components"])
+                                - len(enabled_components(discs[name]))), name
+    assert counts["single"][0] <= 18 and counts["star"][0] <= 42, counts
+    entities = {e["entity_id"]: e for e in registry["data"]["entities"]
                 if e["entity_id"].split(".")[1].startswith("wye_")}
-    for gone in ("sensor.wye_voltage_cn", "sensor.wye_current_b", "sensor.wye_power_c",
+    for gone in ("sensor.wye_voltage_c_n", "sensor.wye_current_b", "sensor.wye_power_c",
                  "binary_sensor.wye_phase_loss_c"):
         assert gone not in entities, gone
-    assert "sensor.wye_voltage_an" in entities
+    assert "sensor.wye_voltage_a_n" in entities
+    assert entities["binary_sensor.wye_low_power_factor_a"]["disabled_by"] == "integration"
+    devices = json.loads((config_dir / ".storage" / "core.device_registry").read_text())
+    by_name = {d["name"]: d for d in devices["data"]["devices"]}
+    bridge = by_name["Series 4000 bridge"]
+    assert by_name["Wye"]["via_device_id"] == bridge["id"]
+    assert by_name["Wye"]["hw_version"] == f"bus panel, unit {wye_unit}"
     log = (config_dir / "home-assistant.log").read_text()
     errors = [line for line in log.splitlines()
               if "ERROR" in line and ("mqtt" in line.lower() or "series4000" in line)]
