@@ -85,7 +85,9 @@ HA_PY ?= $(shell python3.13 -c 'import sys; print(sys.executable)' 2>/dev/null |
   ls -d $(HOME)/.pyenv/versions/3.13*/bin/python3 2>/dev/null | tail -1)
 $(HA_VENV)/.installed:
 	$(HA_PY) -m venv $(HA_VENV)
-	$(HA_VENV)/bin/pip install --quiet homeassistant==2025.4.4 pymodbus==3.8.3  # modbus: integration
+	# pymodbus for the modbus: integration; the frontend for the device-page screenshots.
+	$(HA_VENV)/bin/pip install --quiet homeassistant==2025.4.4 pymodbus==3.8.3 \
+	  home-assistant-frontend==20250411.0
 	@touch $@
 
 # Checked first: without it the install of Home Assistant would fail late and obscurely.

@@ -22,8 +22,9 @@ from typing import Any
 
 import pytest
 
-from bridge.sim.broker import Broker
+from bridge.sim.broker import Broker, free_port
 from bridge.sim.faults import apply_fault, parse_fault
+from tests import ha_frontend
 from tests.mqtt_helpers import Recorder, recorder
 from tests.service_helpers import bridge_config, running, tcp_bus
 
@@ -31,6 +32,8 @@ pytestmark = pytest.mark.homeassistant
 
 ROOT = Path(__file__).resolve().parent.parent
 HA_PYTHON = Path(os.environ.get("HA_PYTHON", ROOT / ".ha-venv" / "bin" / "python"))
+#: Where the screenshot of a meter's device page is kept (the README shows it).
+SCREENSHOT = Path(os.environ.get("HA_SCREENSHOT", ROOT / "docs" / "images" / "ha-device-page.png"))
 
 CONFIGURATION = """\
 homeassistant:
@@ -110,7 +113,9 @@ async def test_home_assistant_creates_our_entities(broker: Broker, sim_factory: 
     meters = [{"name": name, "unit": unit, "poll_interval": 1, "config_interval": 2}
               for unit, (name, _) in zip(units, METERS, strict=True)]
     meters[-1]["allow_writes"] = True
+    meters[-1]["area"] = "Garage"
     cfg = bridge_config(broker.port, [tcp_bus(port, meters)], tmp_path / "state")
+    base = ha_frontend.prepare(config_dir, free_port("127.0.0.1"))
     ha = subprocess.Popen([str(HA_PYTHON), "-m", "homeassistant", "-c", str(config_dir)],
                           stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                           start_new_session=True)
@@ -181,6 +186,20 @@ async def test_home_assistant_creates_our_entities(broker: Broker, sim_factory: 
                 and "32000" in st and st, 30, "the refused write in Home Assistant")
             assert refused.startswith("system_voltage_v 32000 refused: system voltage / PT "
                                       "ratio = 32000.0 V"), refused
+            # The device page as a user sees it at 1400 px: where the meter is, Problem; then
+            # the settings with their names whole, and Last command with the refusal.
+            tokens = await ha_frontend.login(base)
+            device_id = await ha_frontend.render(base, tokens,
+                                                 "{{ device_id('binary_sensor.wye_problem') }}")
+            shots = [(tmp_path / "device.png", "Device info"),
+                     (tmp_path / "settings.png", "Last command")]
+            await ha_frontend.screenshots(base, tokens, f"/config/devices/device/{device_id}",
+                                          shots, ["bus panel, unit", "Problem", "refused"])
+            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            for (shot, _), kept in zip(shots, (SCREENSHOT, SCREENSHOT.with_stem(
+                    SCREENSHOT.stem + "-settings")), strict=True):
+                assert shot.stat().st_size > 20_000
+                kept.write_bytes(shot.read_bytes())
             # Rewire the wye meter as single phase from Home Assistant's select: the entities
             # of B and C go, and the last command says which system voltage fits now.
             await rec.publish("series4000/wye/set/system_type", "1-phase L-N 2-wire (10)")

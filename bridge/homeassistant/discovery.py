@@ -58,7 +58,7 @@ def pulse_components(name: str, naming: Naming, topics: Topics,
     ]
     if linked:
         rows.append(("meter_difference", Quantity(
-            "meter_difference", "Pulses missed or extra", "pulses", None, None, 0,
+            "meter_difference", "Pulses missed or extra", None, None, None, 0,
             diagnostic=True, icon="mdi:counter"), "Pulses vs meter", True))
     comps: dict[str, Component] = {}
     for key, q, label, diagnostic in rows:
