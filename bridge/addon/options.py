@@ -33,7 +33,8 @@ from bridge.errors import ConfigError
 #: Option keys per list item, in the order they appear in the configuration file.
 BUS_KEYS = ("name", "transport", "device", "host", "port", "baudrate", "parity", "stopbits",
             "timeout", "retries")
-METER_KEYS = ("name", "bus", "unit", "poll_interval", "allow_writes", "display_name")
+METER_KEYS = ("name", "bus", "unit", "poll_interval", "allow_writes", "display_name",
+              "allow_resets", "area")
 PULSE_KEYS = ("name", "chip", "line", "meter", "wh_per_pulse", "edge", "bias", "debounce_ms",
               "power_timeout_s")
 ALARM_KEYS = ("name", "chip", "line", "meter", "active", "bias", "debounce_ms")
