@@ -159,7 +159,7 @@ async def test_system_type_command_removes_phase_entities(broker: Broker, sim_fa
         result = await command(rec, "system_type", "10")
         assert result["ok"] and result["value"] == 10
         # 398 V was entered line-to-line; type 10 takes line-to-neutral: the result says so.
-        assert result["hint"] == ("system voltage 398 V is a line-to-line value and type 10 "
+        assert result["note"] == ("system voltage 398 V is a line-to-line value and type 10 "
                                   "takes line-to-neutral: set system_voltage_v to 230 next")
         comps = (await rec.wait_message(DEVICE, after=t0)).json()["components"]
         for key in ("power_b_w", "power_c_w", "voltage_bn_v", "current_c_a", "energy_b_kwh",
