@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bridge.core.publishing import DEFAULT_DEADBANDS
 from bridge.meters.series4000 import PROFILE
 from bridge.model.quantities import published_decimals, quantity
 from bridge.sim.broker import Broker
@@ -111,7 +112,9 @@ async def test_dead_meter_goes_offline_and_comes_back(broker: Broker, sim_factor
     sim = sim_factory([1, 2, 3], [40, 12, 10])
     _, port = await sim.serve_tcp()
     meters = [meter("m1", 1), meter("m2", 2), meter("m3", 3)]
-    cfg = bridge_config(broker.port, [tcp_bus(port, meters)], tmp_path)
+    # Every reading published (no deadbands), so the messages show that the others are read.
+    cfg = bridge_config(broker.port, [tcp_bus(port, meters)], tmp_path,
+                        publish={"deadband": {group: 0 for group in DEFAULT_DEADBANDS}})
     async with recorder(broker.port) as rec, running(cfg):
         for name in ("m1", "m2", "m3"):
             await rec.wait_message(f"series4000/{name}/availability")
