@@ -55,7 +55,7 @@ async def test_reset_counted_at_the_next_cycle_clears_pulses_too(
     meter.quirks = Quirks(reset_delay_s=1.0, reset_clears_pulses=True)
     meter.pulse_count = 777
     _, port = await sim.serve_tcp()
-    cfg = bridge_config(broker.port, [tcp_bus(port, [meter_cfg()])], tmp_path)
+    cfg = bridge_config(broker.port, [tcp_bus(port, [meter_cfg(allow_resets=True)])], tmp_path)
     async with recorder(broker.port) as rec, running(cfg):
         before = await start(rec)
         assert before["pulse_count"] == 777 and before["energy_reset_count"] == 0
@@ -73,7 +73,7 @@ async def test_a_reset_the_meter_never_counts_is_reported(
     sim = sim_factory([1], 40, frozen=True)
     sim.meters[1].quirks = Quirks(reset_delay_s=3600.0)  # acknowledged, never acted on
     _, port = await sim.serve_tcp()
-    cfg = bridge_config(broker.port, [tcp_bus(port, [meter_cfg()])], tmp_path)
+    cfg = bridge_config(broker.port, [tcp_bus(port, [meter_cfg(allow_resets=True)])], tmp_path)
     async with recorder(broker.port) as rec, running(cfg):
         await start(rec)
         result = await command(rec, "reset_energy", "PRESS", timeout=15)

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from bridge.core.runtime import MeterRuntime
+from bridge.model.quantities import published_decimals, quantity
 from bridge.sim.broker import Broker
 from tests.faults.proxy import Fault, FaultPlan, fault_proxy
 from tests.mqtt_helpers import recorder
@@ -30,8 +31,10 @@ CLEAN_S = 4.0
 FAULTY_S = 14.0
 
 
-def same(published: float, truth: float) -> bool:
-    return math.isclose(published, truth, rel_tol=1e-6, abs_tol=1e-9)
+def same(key: str, published: float, truth: float) -> bool:
+    """Equal to the published resolution (half a step of the last published digit)."""
+    step = 10.0 ** -published_decimals(quantity(key))
+    return math.isclose(published, truth, rel_tol=1e-6, abs_tol=0.5 * step + 1e-9)
 
 
 async def test_five_percent_bad_frames_never_publish_a_wrong_value(
@@ -55,7 +58,7 @@ async def test_five_percent_bad_frames_never_publish_a_wrong_value(
             return
         for key, value in rt.values.items():
             compared["decoded"] += 1
-            if not same(float(value), truth[unit][key]):
+            if not same(key, float(value), truth[unit][key]):
                 wrong.append(f"{rt.name}.{key} decoded {value}, truth {truth[unit][key]}")
 
     async with fault_proxy(upstream, seed=8) as proxy:
@@ -97,7 +100,7 @@ async def test_five_percent_bad_frames_never_publish_a_wrong_value(
         for key, value in json.loads(msg.payload).items():
             if key in truth[unit]:
                 compared["published"] += 1
-                if not same(value, truth[unit][key]):
+                if not same(key, value, truth[unit][key]):
                     wrong.append(f"{name}.{key} published {value}, truth {truth[unit][key]}")
             elif key == "system_type" and value != SYSTEM_TYPES[unit - 1]:
                 wrong.append(f"{name}.system_type published {value}")
