@@ -70,6 +70,9 @@ async def screenshots(base: str, tokens: dict[str, Any], path: str,
     ``(file, text)`` of ``shots`` with that text scrolled into view."""
     from playwright.async_api import async_playwright
 
+    if not Path(CHROMIUM).exists():
+        raise RuntimeError(f"{CHROMIUM} is missing: sudo apt-get install -y chromium")
+
     stored = {"access_token": tokens["access_token"], "token_type": "Bearer",
               "expires_in": tokens["expires_in"], "hassUrl": base, "clientId": base + "/",
               "expires": int(time.time() * 1000) + tokens["expires_in"] * 1000,
