@@ -7,8 +7,8 @@ import pytest
 from bridge.homeassistant.entities import (
     LAST_COMMAND_TEMPLATE,
     Component,
-    EntityTopics,
     MeterContext,
+    MeterTopics,
     components,
     meter_entities,
 )
@@ -28,7 +28,7 @@ def meter(system_type: int, allow_writes: bool = False, allow_resets: bool = Fal
     ctx = MeterContext(system_type, PROFILE.valid_keys(system_type), allow_writes, allow_resets,
                        pulse_linked)
     return components(ENTITIES, ctx, lambda key: f"uid_{key}",
-                      EntityTopics(T.state("m"), T.result("m"), lambda key: T.set("m", key)))
+                      MeterTopics(T.state("m"), T.result("m"), lambda key: T.set("m", key)))
 
 
 def enabled(comps: dict[str, Component]) -> set[str]:
@@ -40,7 +40,7 @@ def test_a_single_phase_meter_shows_what_a_household_needs() -> None:
         "energy_kwh", "reactive_energy_kvarh", "apparent_energy_kvah", "power_w",
         "reactive_power_var", "apparent_power_va", "power_factor", "frequency_hz",
         "voltage_an_v", "current_a", "demand_power_w", "max_demand_power_w", "read_errors",
-        "problem", "phase_loss_a", "last_command"}
+        "problem", "phase_loss_a", "last_command", "wiring_problem"}
 
 
 @pytest.mark.parametrize(("system_type", "repeated", "kept"), [
@@ -102,6 +102,11 @@ def test_problem_reads_alarms_and_wiring_findings() -> None:
     problem = meter(40)["problem"].config
     assert "value_json.get('alarms', [])" in problem["value_template"]
     assert "value_json.get('wiring', [])" in problem["value_template"]
+    # The wiring faults the Wiring problem entity shows (a finding that only informs is none).
+    wiring = meter(40)["wiring_problem"].config["value_template"]
+    faults = wiring[wiring.index(" if ") + 4:wiring.index(" else ")]
+    assert faults in problem["value_template"]
+    assert all(code in faults for code in PROFILE.wiring_info_codes)
     assert problem["device_class"] == "problem"
     assert problem["json_attributes_topic"] == T.state("m")
 

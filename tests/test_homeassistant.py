@@ -3,11 +3,11 @@
 Home Assistant runs in its own virtualenv (Python 3.13; `make test-ha` creates `.ha-venv`).
 Its `mqtt_statestream` integration publishes every entity's state back to the broker, so the
 test sees exactly the entities Home Assistant created from our discovery and the values it
-shows, including the Wiring problem entity of a meter with a wiring fault and its
-attributes; its entity registry says which entities it created and which it created disabled. After a
-system-type change the registry must have dropped the phase B/C entities (removal markers work in
-a real instance, not only in our reading of the docs). The default entity counts per wiring are
-measured here and printed (`make test-ha` shows them; the README quotes them).
+shows, including the Wiring problem entity of a meter with a wiring fault and its attributes;
+its entity registry says which entities it created and which it created disabled. After a
+system-type change the registry must have dropped the phase B/C entities (removal markers work
+in a real instance, not only in our reading of the docs). The default entity counts per wiring
+are measured here and printed (`make test-ha` shows them; the README quotes them).
 """
 
 from __future__ import annotations

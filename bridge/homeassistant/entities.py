@@ -106,15 +106,20 @@ def _quantity(q: Quantity, repeated: Callable[[int], frozenset[str]]) -> EntityD
                              lambda ctx: ctx.shown(q.visibility))
 
 
-#: Alarms (register 146) and, where the wiring check publishes them, wiring findings.
-_ACTIVE_FINDINGS = "value_json.get('alarms', []) + value_json.get('wiring', [])"
+def _wiring_faults(info_codes: tuple[str, ...]) -> str:
+    """The Jinja list of the wiring check's errors and warnings (``info_codes`` only inform)."""
+    info = ", ".join(f"'{code}'" for code in info_codes)
+    return f"(value_json.get('wiring', []) | reject('in', [{info}]) | list)"
 
 
-def _problem() -> EntityDescription:
-    """One primary entity that says "this meter has a problem", with the active findings."""
+def _problem(info_codes: tuple[str, ...]) -> EntityDescription:
+    """One primary entity that says "this meter has a problem": an alarm (register 146) or a
+    wiring fault; the active ones are its attributes."""
+    faults = f"value_json.get('alarms', []) or {_wiring_faults(info_codes)}"
+
     def build(uid: str, topics: MeterTopics) -> dict[str, Any]:
         return {"name": "Problem", "unique_id": uid, "device_class": "problem",
-                "value_template": f"{{{{ 'ON' if ({_ACTIVE_FINDINGS}) else 'OFF' }}}}",
+                "value_template": f"{{{{ 'ON' if {faults} else 'OFF' }}}}",
                 "json_attributes_topic": topics.state,
                 "json_attributes_template":
                     "{{ {'alarms': value_json.get('alarms', []), "
@@ -222,13 +227,10 @@ def _button(c: Command) -> EntityDescription:
 def _wiring_problem(info_codes: tuple[str, ...]) -> EntityDescription:
     """On while the wiring check has an error or a warning (codes in ``wiring``, the state
     contract; ``info_codes`` only inform); the findings with their fixes are attributes."""
-    info = ", ".join(f"'{code}'" for code in info_codes)
-
     def build(uid: str, topics: MeterTopics) -> dict[str, Any]:
         return {"name": "Wiring problem", "unique_id": uid, "device_class": "problem",
                 "entity_category": "diagnostic",
-                "value_template": "{{ 'ON' if value_json.get('wiring', []) "
-                                  f"| reject('in', [{info}]) | list else 'OFF' }}}}",
+                "value_template": f"{{{{ 'ON' if {_wiring_faults(info_codes)} else 'OFF' }}}}",
                 "json_attributes_topic": topics.state,
                 "json_attributes_template": "{{ {'findings': "
                                             "value_json.get('wiring_findings', [])} | tojson }}"}
@@ -256,7 +258,7 @@ def meter_entities(profile: MeterProfile) -> tuple[EntityDescription, ...]:
     ordered_bits = sorted(bits.values(), key=lambda b: b.bit)
     return (
         *(_quantity(q, repeated) for q in QUANTITIES),
-        _problem(),
+        _problem(profile.wiring_info_codes),
         *(_alarm(bit, applies) for bit in ordered_bits),
         _wiring_problem(profile.wiring_info_codes),
         *(d for s in profile.settings for d in (_setting_sensor(s), _setting_control(s))),
