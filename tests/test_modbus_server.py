@@ -19,6 +19,7 @@ from pymodbus.pdu import ExceptionResponse
 from bridge.app.service import Service
 from bridge.meters.series4000 import points as s4k
 from bridge.model import codec
+from bridge.model.quantities import published_decimals, quantity
 from bridge.sim.broker import Broker
 from tests.mqtt_helpers import recorder
 from tests.service_helpers import bridge_config, running, tcp_bus
@@ -301,7 +302,9 @@ async def test_mbpoll_reads_the_meter_through_the_bridge(broker: Broker, sim_fac
                      if line.startswith("[2"))
         assert float(lines["[257]"]) == pytest.approx(1234.5)  # energy_kwh
         state_power = svc.pollers[0].meters["main"].values["power_w"]
-        assert float(lines["[261]"]) * 1000 == pytest.approx(state_power, rel=1e-6)  # kW
+        # kW; the state is rounded to the published resolution, the server relays the meter's words
+        step = 10.0 ** -published_decimals(quantity("power_w"))
+        assert float(lines["[261]"]) * 1000 == pytest.approx(state_power, rel=1e-6, abs=step)
         proc = await asyncio.create_subprocess_exec(
             "mbpoll", "-m", "tcp", "-a", "9", "-r", "257", "-c", "2", "-1", "-p", str(port),
             "127.0.0.1", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
