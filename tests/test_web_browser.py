@@ -18,7 +18,8 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from aiohttp import web
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page, async_playwright, expect
+from pymodbus.client import AsyncModbusTcpClient
 
 from bridge.app.service import Service
 from bridge.sim.broker import Broker, free_port
@@ -48,6 +49,7 @@ class Rig:
     sim: Simulator
     service: Service
     browser: Browser
+    modbus_port: int
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -62,8 +64,10 @@ async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
     _, port = await sim.serve_tcp()
     sim.start_clock()
     meters = [{"name": n, "unit": u, "poll_interval": 0.5} for n, u, _ in METERS]
+    modbus_port = free_port()
     cfg = bridge_config(broker.port, [tcp_bus(port, meters)],
-                        tmp_path_factory.mktemp("state"), web=web_settings())
+                        tmp_path_factory.mktemp("state"), web=web_settings(),
+                        modbus_server={"host": "127.0.0.1", "port": modbus_port})
     service = Service(cfg)
     stop = asyncio.Event()
     task = asyncio.create_task(service.run(stop))
@@ -73,7 +77,7 @@ async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
             browser = await playwright.chromium.launch(executable_path=CHROMIUM,
                                                        args=CHROMIUM_ARGS)
             try:
-                yield Rig(url, sim, service, browser)
+                yield Rig(url, sim, service, browser, modbus_port)
             finally:
                 await browser.close()
     finally:
@@ -223,3 +227,26 @@ async def ingress_proxy(upstream: str, outside: list[str]) -> AsyncIterator[str]
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+async def test_the_modbus_servers_clients_show_with_their_requests(rig: Rig) -> None:
+    """A Modbus TCP client of the bridge appears on the page, live, with what it asked."""
+    page = await open_page(rig)
+    await page.wait_for_selector("#modbus-section:not([hidden])")
+    await page.wait_for_selector("#no-modbus-clients:not([hidden])")
+    modbus = AsyncModbusTcpClient("127.0.0.1", port=rig.modbus_port, timeout=5, retries=0)
+    assert await modbus.connect()
+    try:
+        for _ in range(3):
+            answer = await modbus.read_holding_registers(256, count=90, device_id=1)
+            assert not answer.isError(), answer
+        row = '#modbus-clients tr[data-client]'
+        await expect(page.locator(f"{row} td:nth-child(3)")).to_have_text("3", timeout=10_000)
+        peer = await page.get_attribute(row, "data-client")
+        status = await get_json(rig.url + "api/status")
+        client = next(c for c in status["modbus_server"]["clients"] if c["peer"] == peer)
+        assert client["requests"] == 3 and client["refused"] == {}
+    finally:
+        modbus.close()
+    await page.wait_for_selector("#no-modbus-clients:not([hidden])", timeout=10_000)
+    assert not page.errors  # type: ignore[attr-defined]

@@ -72,7 +72,8 @@ def _status() -> dict[str, Any]:
               {"name": "a1", "kind": "alarm", "state": {"problem": False}}]
     return {"bridge": {"version": "1", "uptime_s": 5, "mqtt": {"connected": False,
                                                                "broker": "h:1"}},
-            "buses": [bus], "meters": [meter], "inputs": inputs, "commands": []}
+            "buses": [bus], "meters": [meter], "inputs": inputs, "commands": [],
+            "modbus_server": {"listen": "127.0.0.1:5020", "clients": []}}
 
 
 def _changed(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
@@ -91,6 +92,8 @@ def _changed(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
     (_changed(("buses", 0, "timeouts"), 2), ["bus"]),
     (_changed(("inputs", 1, "state"), {"problem": True}), ["input"]),
     (_changed(("commands",), [{"setting": "x"}]), ["commands"]),
+    (_changed(("modbus_server", "clients"), [{"peer": "127.0.0.1:40000", "requests": 1}]),
+     ["modbus_server"]),
     (_changed(("meters",), []), ["status"]),  # a meter went away: the whole status again
     (_changed(("inputs", 0, "name"), "p2"), ["status"]),
 ])

@@ -124,10 +124,6 @@ class Service:
         for channel in self.channels:
             if channel.meter is not None:
                 self.poller_of[channel.meter].listeners.append(_listener(channel))
-        self.board: StatusBoard | None = None
-        self.web: WebServer | None = None
-        if config.web is not None and config.web.enabled:
-            self._build_web(config)
         self.share: MeterShare | None = None
         self.modbus_server: ShareServer | None = None
         if config.modbus_server is not None:
@@ -137,6 +133,10 @@ class Service:
                 self.share, server_cfg.host, server_cfg.port,
                 ServerLimits(server_cfg.max_connections, server_cfg.passthrough_reads_per_s,
                              server_cfg.idle_timeout_s))
+        self.board: StatusBoard | None = None
+        self.web: WebServer | None = None
+        if config.web is not None and config.web.enabled:
+            self._build_web(config)
         self._unknown_logged: set[str] = set()
         #: Command topics whose retained message we are clearing (their echo is not a command).
         self._clearing: set[str] = set()
@@ -147,7 +147,8 @@ class Service:
                   *(InputInfo(a.name, "alarm", a.meter) for a in config.alarm_inputs)]
         self.board = StatusBoard(self.pollers, self.hub, self.topics,
                                  lambda: self.link.connected,
-                                 f"{config.mqtt.host}:{config.mqtt.effective_port}", inputs)
+                                 f"{config.mqtt.host}:{config.mqtt.effective_port}", inputs,
+                                 modbus_server=lambda: self.modbus_server)
         self.web = WebServer(config.web, self.board)
 
     # -- discovery ----------------------------------------------------------------------------

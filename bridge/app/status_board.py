@@ -23,6 +23,7 @@ from typing import Any
 from bridge import __version__
 from bridge.core import status
 from bridge.core.poller import BusPoller
+from bridge.modbus.server import ShareServer
 from bridge.model.topics import Topics
 from bridge.mqtt.hub import AVAILABILITY, STATE, Hub
 
@@ -80,8 +81,10 @@ class StatusBoard:
                  mqtt_connected: Callable[[], bool], broker: str,
                  inputs: Sequence[InputInfo] = (),
                  clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time,
+                 modbus_server: Callable[[], ShareServer | None] = lambda: None) -> None:
         self.pollers = list(pollers)
+        self.modbus_server = modbus_server
         self.hub = hub
         self.topics = topics
         self.mqtt_connected = mqtt_connected
@@ -185,7 +188,17 @@ class StatusBoard:
                   for i in self.inputs]
         bridge = status.bridge_status(__version__, now - self.started, self.mqtt_connected(),
                                       self.broker)
-        return status.snapshot(bridge, buses, meters, inputs, list(self.commands))
+        return status.snapshot(bridge, buses, meters, inputs, list(self.commands),
+                               self._modbus_server(now))
+
+    def _modbus_server(self, now: float) -> dict[str, Any] | None:
+        server = self.modbus_server()
+        if server is None:
+            return None
+        clients = [status.modbus_client_status(c.peer, now - c.connected_at, c.requests,
+                                               c.passthrough_reads, c.refused)
+                   for c in list(server.clients.values())]
+        return {"listen": server.address, "clients": clients}
 
     def log_records(self, after: int = 0) -> list[dict[str, Any]]:
         return self.log_ring.records(after)

@@ -154,8 +154,19 @@ def bridge_status(version: str, uptime_s: float, mqtt_connected: bool, broker: s
             "mqtt": {"connected": mqtt_connected, "broker": broker}}
 
 
+def modbus_client_status(peer: str, connected_s: float, requests: int, passthrough_reads: int,
+                         refused: Mapping[int, int]) -> JSON:
+    """One client of the Modbus TCP server: who, since when, how much it asked."""
+    return {"peer": peer, "connected_s": round(connected_s, 1), "requests": requests,
+            "passthrough_reads": passthrough_reads,
+            "refused": {f"{code:02d}": n for code, n in sorted(refused.items())}}
+
+
 def snapshot(bridge: JSON, buses: Sequence[JSON], meters: Iterable[JSON],
-             inputs: Sequence[JSON], commands: Sequence[Mapping[str, Any]]) -> JSON:
-    """The whole status (the ``/api/status`` contract)."""
+             inputs: Sequence[JSON], commands: Sequence[Mapping[str, Any]],
+             modbus_server: JSON | None = None) -> JSON:
+    """The whole status (the ``/api/status`` contract); ``modbus_server`` is None when the
+    server is off, else ``{"listen", "clients": [...]}``."""
     return {"bridge": bridge, "buses": list(buses), "meters": list(meters),
-            "inputs": list(inputs), "commands": [dict(c) for c in commands]}
+            "inputs": list(inputs), "commands": [dict(c) for c in commands],
+            "modbus_server": modbus_server}

@@ -268,6 +268,8 @@ class ShareServer(ModbusTcpServer):
         self.backend = backend
         self.limits = limits
         self.clock = clock
+        #: Where it listens, as configured (for the status page).
+        self.address = f"{host}:{port}"
         self.clients: dict[int, ClientStats] = {}
         self.tasks: set[asyncio.Task[None]] = set()
 

@@ -25,6 +25,8 @@ def changes(old: dict[str, Any] | None, new: dict[str, Any]) -> list[tuple[str, 
         out += [(event, item) for item in new[key] if before[item["name"]] != item]
     if old["commands"] != new["commands"]:
         out.append(("commands", new["commands"]))
+    if old.get("modbus_server") != new.get("modbus_server"):
+        out.append(("modbus_server", new.get("modbus_server")))
     return out
 
 
