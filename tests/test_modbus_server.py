@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import random
 import shutil
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,20 +19,13 @@ from bridge.app.service import Service
 from bridge.meters.series4000 import points as s4k
 from bridge.model import codec
 from bridge.model.quantities import published_decimals, quantity
-from bridge.sim.broker import Broker
+from bridge.sim.broker import Broker, free_port
 from tests.mqtt_helpers import recorder
 from tests.service_helpers import bridge_config, running, tcp_bus
 from tests.test_commands import valid_oracle
 
 RESULT = "series4000/main/result"
 FLOAT_ADDRESS, FLOAT_COUNT = 256, 90  # registers 257-346
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def meter_cfg(**extra: Any) -> dict[str, Any]:
