@@ -7,7 +7,8 @@ shows, including the Wiring problem entity of a meter with a wiring fault and it
 its entity registry says which entities it created and which it created disabled. After a
 system-type change the registry must have dropped the phase B/C entities (removal markers work
 in a real instance, not only in our reading of the docs). The default entity counts per wiring
-are measured here and printed (`make test-ha` shows them; the README quotes them).
+are measured here and printed (`make test-ha` shows them; the README quotes them). Chromium lays
+out the device page at 1400 px and every entity name on it must show whole.
 """
 
 from __future__ import annotations
@@ -77,6 +78,12 @@ def ha_states(rec: Recorder, device: str) -> dict[str, str]:
                 and parts[2].startswith(f"{device}_"):
             out[f"{parts[1]}.{parts[2]}"] = m.payload
     return out
+
+
+def last_command(rec: Recorder, attribute: str) -> str:
+    """An attribute of the wye meter's Last command entity as Home Assistant has it."""
+    msg = rec.last(f"hass_states/sensor/wye_last_command/{attribute}")
+    return "" if msg is None else str(json.loads(msg.payload))
 
 
 #: One meter per wiring (read-only), one with an open voltage tap (a wiring finding), and a
@@ -182,11 +189,13 @@ async def test_home_assistant_creates_our_entities(broker: Broker, sim_factory: 
             sim.meters[wye_unit].lose_phase("c", lost=False)
             # A write the bridge refuses: Home Assistant shows why.
             await rec.publish("series4000/wye/set/system_voltage_v", "32000")
-            refused = await rec.wait_for(
-                lambda r: (st := ha_states(r, "wye").get("sensor.wye_last_command"))
-                and "32000" in st and st, 30, "the refused write in Home Assistant")
-            assert refused.startswith("system_voltage_v 32000 refused: system voltage / PT "
-                                      "ratio = 32000.0 V"), refused
+            await rec.wait_for(
+                lambda r: ha_states(r, "wye").get("sensor.wye_last_command") == "refused"
+                and last_command(r, "command") == "system_voltage_v 32000"
+                and last_command(r, "reason"), 30,
+                "the refused write in Home Assistant")
+            assert last_command(rec, "reason").startswith(
+                "system voltage / PT ratio = 32000.0 V"), last_command(rec, "reason")
             # The device page as a user sees it at 1400 px: where the meter is, Problem; then
             # the settings with their names whole, and Last command with the refusal.
             tokens = await ha_frontend.login(base)
@@ -194,22 +203,34 @@ async def test_home_assistant_creates_our_entities(broker: Broker, sim_factory: 
                                                  "{{ device_id('binary_sensor.wye_problem') }}")
             shots = [(tmp_path / "device.png", "Device info"),
                      (tmp_path / "settings.png", "Last command")]
-            await ha_frontend.screenshots(base, tokens, f"/config/devices/device/{device_id}",
-                                          shots, ["bus panel, unit", "Problem", "refused"])
+            names = await ha_frontend.device_page(
+                base, tokens, f"/config/devices/device/{device_id}", shots,
+                ["bus panel, unit", "Problem", "refused"],
+                more_info=(tmp_path / "last-command.png", "Last command"))
             for shot, _ in shots:
                 assert shot.stat().st_size > 20_000
+            # Every entity's name shows whole, the disabled ones' too (the browser's layout).
+            texts = {n.text for n in names}
+            assert {"Problem", "CT primary", "System type", "Last command",
+                    "Front-panel units"} <= texts, sorted(texts)
+            cut = [n for n in names if not n.whole]
+            assert not cut, cut
             if SCREENSHOT:
                 kept = Path(SCREENSHOT)
-                for (shot, _), out in zip(shots, (kept, kept.with_stem(kept.stem + "-settings")),
-                                          strict=True):
-                    out.write_bytes(shot.read_bytes())
+                for shot, suffix in ((tmp_path / "device.png", ""),
+                                     (tmp_path / "settings.png", "-settings"),
+                                     (tmp_path / "last-command.png", "-last-command")):
+                    kept.with_stem(kept.stem + suffix).write_bytes(shot.read_bytes())
             # Rewire the wye meter as single phase from Home Assistant's select: the entities
             # of B and C go, and the last command says which system voltage fits now.
             await rec.publish("series4000/wye/set/system_type", "1-phase L-N 2-wire (10)")
-            hint = await rec.wait_for(
-                lambda r: (st := ha_states(r, "wye").get("sensor.wye_last_command"))
-                and st.startswith("system_type") and st, 30, "the system-type result")
-            assert hint.endswith("set system_voltage_v to 230 next"), hint
+            await rec.wait_for(
+                lambda r: ha_states(r, "wye").get("sensor.wye_last_command") == "ok"
+                and last_command(r, "command").startswith("system_type")
+                and last_command(r, "note"), 30,
+                "the system-type result")
+            assert last_command(rec, "note").endswith("set system_voltage_v to 230 next"), \
+                last_command(rec, "note")
             await rec.wait_for(
                 lambda r: r.last_json("series4000/wye/state")["system_type"] == 10, 20,
                 "the new system type")
