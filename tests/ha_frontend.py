@@ -128,9 +128,12 @@ async def device_page(base: str, tokens: dict[str, Any], path: str,
                 await page.keyboard.press("Escape")
                 await dialog.locator("ha-dialog").wait_for(state="detached", timeout=10_000)
             more = page.locator("ha-device-entities-card .show-more")
-            for i in range(await more.count()):
+            hidden = await more.count()  # cards with disabled entities
+            for i in range(hidden):
                 await more.nth(i).click()
-            await page.locator("ha-list-item.disabled-entry").first.wait_for(timeout=10_000)
+            if hidden:
+                await page.locator("ha-list-item.disabled-entry").first.wait_for(
+                    timeout=10_000)
             names = page.locator(NAME_ELEMENTS)
             shown = [ShownName(*await names.nth(i).evaluate(
                          "e => [e.textContent.trim(), e.scrollWidth, e.clientWidth]"))

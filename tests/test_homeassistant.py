@@ -18,11 +18,13 @@ import json
 import os
 import signal
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bridge import __version__
 from bridge.sim.broker import Broker, free_port
 from bridge.sim.faults import apply_fault, parse_fault
 from tests import ha_frontend
@@ -67,6 +69,18 @@ def mqtt_entry(port: int) -> dict[str, Any]:
             "pref_disable_new_entities": False, "pref_disable_polling": False,
             "source": "user", "subentries": [], "title": "test broker", "unique_id": None,
             "version": 1}]}}
+
+
+#: The object id prefix of the bridge device's entities (its name, "Series 4000 bridge").
+BRIDGE = "series_4000_bridge"
+
+
+def number(states: dict[str, str], key: str) -> float:
+    """A numeric state of the bridge's sensor ``key``; -1 while it has none."""
+    try:
+        return float(states.get(f"sensor.{BRIDGE}_{key}", ""))
+    except ValueError:
+        return -1.0
 
 
 def ha_states(rec: Recorder, device: str) -> dict[str, str]:
@@ -122,7 +136,14 @@ async def test_home_assistant_creates_our_entities(broker: Broker, sim_factory: 
               for unit, (name, _) in zip(units, METERS, strict=True)]
     meters[-1]["allow_writes"] = True
     meters[-1]["area"] = "Garage"
-    cfg = bridge_config(broker.port, [tcp_bus(port, meters)], tmp_path / "state")
+    # A second bus, RTU frames through a gateway, whose line use the bridge measures.
+    shed = sim_factory([1], 12, frozen=True)
+    _, shed_port = await shed.serve_rtu_over_tcp()
+    shed_bus = tcp_bus(shed_port, [{"name": "shedmeter", "unit": 1, "poll_interval": 1}],
+                       name="shed", transport="rtu_over_tcp")
+    web_port = free_port("127.0.0.1")
+    cfg = bridge_config(broker.port, [tcp_bus(port, meters), shed_bus], tmp_path / "state",
+                        web={"host": "127.0.0.1", "port": web_port})
     base = ha_frontend.prepare(config_dir, free_port("127.0.0.1"))
     ha = subprocess.Popen([str(HA_PYTHON), "-m", "homeassistant", "-c", str(config_dir)],
                           stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
@@ -221,6 +242,21 @@ async def test_home_assistant_creates_our_entities(broker: Broker, sim_factory: 
                                      (tmp_path / "settings.png", "-settings"),
                                      (tmp_path / "last-command.png", "-last-command")):
                     kept.with_stem(kept.stem + suffix).write_bytes(shot.read_bytes())
+            # The bridge's device: its figures per bus, from its state message.
+            bridge = await rec.wait_for(
+                lambda r: (st := ha_states(r, BRIDGE))
+                .get(f"sensor.{BRIDGE}_panel_meters_online") == str(len(METERS))
+                and st.get(f"sensor.{BRIDGE}_shed_meters_online") == "1" and st, 60,
+                "every meter online on the bridge's device")
+            assert bridge[f"binary_sensor.{BRIDGE}_mqtt_connection"] == "on"
+            assert json.loads(rec.last(f"hass_states/sensor/{BRIDGE}_panel_meters_online/"
+                                       "configured").payload) == len(METERS)
+            assert int(bridge[f"sensor.{BRIDGE}_panel_requests"]) > 0
+            assert int(bridge[f"sensor.{BRIDGE}_panel_read_errors"]) >= 0
+            assert 0.0 <= float(bridge[f"sensor.{BRIDGE}_shed_line_use"]) < 100.0
+            assert f"sensor.{BRIDGE}_panel_line_use" not in bridge  # Modbus TCP: no line
+            started = datetime.fromisoformat(bridge[f"sensor.{BRIDGE}_started"])
+            assert abs((datetime.now(UTC) - started).total_seconds()) < 600
             # Rewire the wye meter as single phase from Home Assistant's select: the entities
             # of B and C go, and the last command says which system voltage fits now.
             await rec.publish("series4000/wye/set/system_type", "1-phase L-N 2-wire (10)")
@@ -234,6 +270,24 @@ async def test_home_assistant_creates_our_entities(broker: Broker, sim_factory: 
             await rec.wait_for(
                 lambda r: r.last_json("series4000/wye/state")["system_type"] == 10, 20,
                 "the new system type")
+            # The messages sent and the line's use since the start, as the state at most 30 s
+            # later says; then the bridge's device page.
+            await rec.wait_for(
+                lambda r: number(st := ha_states(r, BRIDGE), "mqtt_messages") > 0
+                and number(st, "shed_line_use") > 0, 40,
+                "the MQTT messages sent and the line's use")
+            bridge_device = await ha_frontend.render(
+                base, tokens, f"{{{{ device_id('binary_sensor.{BRIDGE}_mqtt_connection') }}}}")
+            bridge_shot = tmp_path / "bridge.png"
+            bridge_names = await ha_frontend.device_page(
+                base, tokens, f"/config/devices/device/{bridge_device}",
+                [(bridge_shot, "Device info")], ["Panel meters online", "Shed line use"])
+            assert {"Panel requests", "Shed read errors", "MQTT messages", "Started"} \
+                <= {n.text for n in bridge_names}
+            assert not [n for n in bridge_names if not n.whole], bridge_names
+            if SCREENSHOT:
+                kept = Path(SCREENSHOT)
+                kept.with_stem("ha-bridge-device").write_bytes(bridge_shot.read_bytes())
             await asyncio.sleep(8)
     finally:
         os.killpg(ha.pid, signal.SIGTERM)
@@ -258,6 +312,8 @@ async def test_home_assistant_creates_our_entities(broker: Broker, sim_factory: 
     devices = json.loads((config_dir / ".storage" / "core.device_registry").read_text())
     by_name = {d["name"]: d for d in devices["data"]["devices"]}
     bridge = by_name["Series 4000 bridge"]
+    assert bridge["sw_version"] == __version__
+    assert bridge["configuration_url"] == f"http://127.0.0.1:{web_port}/"
     assert by_name["Wye"]["via_device_id"] == bridge["id"]
     assert by_name["Wye"]["hw_version"] == f"bus panel, unit {wye_unit}"
     log = (config_dir / "home-assistant.log").read_text()
