@@ -270,12 +270,19 @@ async def test_home_assistant_creates_our_entities(broker: Broker, sim_factory: 
             await rec.wait_for(
                 lambda r: r.last_json("series4000/wye/state")["system_type"] == 10, 20,
                 "the new system type")
-            # The messages sent and the line's use since the start, as the state at most 30 s
-            # later says; then the bridge's device page.
+            # The state 30 s after the start (the first ones come with the start's burst of
+            # reads): messages sent, the line's use over those 30 s, in Home Assistant; then the
+            # bridge's device page.
+            settled = (await rec.wait_for(
+                lambda r: (m := r.last("series4000/bridge/state")) and m.json()["uptime_s"] >= 30
+                and m, 45, "the bridge state after 30 s")).json()
+            assert settled["mqtt"]["published"] > 0
+            assert settled["buses"]["shed"]["line_use_pct"] > 0
             await rec.wait_for(
-                lambda r: number(st := ha_states(r, BRIDGE), "mqtt_messages") > 0
-                and number(st, "shed_line_use") > 0, 40,
-                "the MQTT messages sent and the line's use")
+                lambda r: number(st := ha_states(r, BRIDGE), "mqtt_messages")
+                == settled["mqtt"]["published"]
+                and number(st, "shed_line_use") == settled["buses"]["shed"]["line_use_pct"],
+                20, "the settled figures in Home Assistant")
             bridge_device = await ha_frontend.render(
                 base, tokens, f"{{{{ device_id('binary_sensor.{BRIDGE}_mqtt_connection') }}}}")
             bridge_shot = tmp_path / "bridge.png"
