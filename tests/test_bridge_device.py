@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 
 from bridge.config import WebConfig
-from bridge.core.bridge_state import STATE_INTERVAL_S, Sent, bridge_state, due, online_counts
+from bridge.core.bridge_state import (
+    LINE_USE_AFTER_S,
+    STATE_INTERVAL_S,
+    Sent,
+    bridge_state,
+    due,
+    online_counts,
+)
 from bridge.homeassistant.bridge_device import bridge_components, bridge_device, status_page_url
 from bridge.model.topics import Topics
 from tests.service_helpers import bridge_config, tcp_bus
@@ -86,6 +93,21 @@ def snapshot(meters: list[tuple[str, bool, int]], bus_rows: list[dict[str, Any]]
             "buses": bus_rows,
             "meters": [{"bus": bus, "online": online, "read_errors": errors}
                        for bus, online, errors in meters]}
+
+
+@pytest.mark.parametrize(("line_busy", "uptime_s", "pct"), [
+    (None, 60, None),        # Modbus TCP: no serial line
+    (1.0, 0, None),          # the start's burst over a fraction of a second
+    (0.5, LINE_USE_AFTER_S - 1, None),
+    (0.02345, LINE_USE_AFTER_S, 2.3),
+    (0.0, 3600, 0.0),
+])
+def test_line_use_is_reported_where_measured_and_once_it_means_something(
+        line_busy: float | None, uptime_s: int, pct: float | None) -> None:
+    snap = snapshot([("shed", True, 0)], [{"name": "shed", "transactions": 1,
+                                           "line_busy": line_busy}])
+    snap["bridge"]["uptime_s"] = uptime_s
+    assert bridge_state(snap, None, 0)["buses"]["shed"]["line_use_pct"] == pct
 
 
 def test_the_state_sums_each_bus_from_the_snapshot() -> None:

@@ -13,6 +13,11 @@ from typing import Any
 
 JSON = dict[str, Any]
 
+#: A serial line's use is reported once the bridge has run this long: before, the status board's
+#: window is the start's burst of identity and set-up reads over a fraction of a second (it reads
+#: 100 %), which says nothing about the line's use.
+LINE_USE_AFTER_S = 10
+
 #: Without a change of a bus's online count, the state goes out at most this often: the figures
 #: move every poll, and a 63-meter bus must not add a message per poll.
 STATE_INTERVAL_S = 30.0
@@ -40,20 +45,24 @@ def due(last: Sent | None, online: tuple[tuple[str, int], ...], now: float,
     return now - last.at >= interval_s
 
 
-def line_use_pct(line_busy: float | None) -> float | None:
+def line_use_pct(line_busy: float | None, uptime_s: float) -> float | None:
     """The snapshot's busy share of a serial line (0..1) in percent; None where it is not
-    measured (Modbus TCP carries no serial line)."""
-    return None if line_busy is None else round(line_busy * 100.0, 1)
+    measured (Modbus TCP carries no serial line) or not yet (:data:`LINE_USE_AFTER_S`)."""
+    if line_busy is None or uptime_s < LINE_USE_AFTER_S:
+        return None
+    return round(line_busy * 100.0, 1)
 
 
 def bridge_state(snapshot: Mapping[str, Any], started: str | None, mqtt_published: int) -> JSON:
     """The state message from a status snapshot (:func:`bridge.core.status.snapshot`).
 
     Per bus: meters online of configured, completed requests, the read errors of its meters (as
-    each meter's own ``read_errors``) and the line's use in percent (None on Modbus TCP).
+    each meter's own ``read_errors``) and the line's use in percent (None on Modbus TCP, and in
+    the first seconds).
     ``started`` is the bridge's start as UTC ISO 8601; ``mqtt_published`` the messages the
     MQTT link has sent to the broker.
     """
+    bridge = snapshot["bridge"]
     buses: JSON = {}
     for bus in snapshot["buses"]:
         meters = [m for m in snapshot["meters"] if m["bus"] == bus["name"]]
@@ -62,8 +71,7 @@ def bridge_state(snapshot: Mapping[str, Any], started: str | None, mqtt_publishe
             "meters_configured": len(meters),
             "requests": bus["transactions"],
             "read_errors": sum(m["read_errors"] for m in meters),
-            "line_use_pct": line_use_pct(bus["line_busy"]),
+            "line_use_pct": line_use_pct(bus["line_busy"], bridge["uptime_s"]),
         }
-    bridge = snapshot["bridge"]
     return {"version": bridge["version"], "started": started, "uptime_s": bridge["uptime_s"],
             "mqtt": {"published": mqtt_published}, "buses": buses}
