@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from bridge.config import BusConfig, PublishConfig
 from bridge.core.availability import Availability
+from bridge.core.budget import REFERENCE_TIMING, line_timing
 from bridge.core.commands import CommandRequest, Outcome, execute
 from bridge.core.publishing import DEFAULT_DEADBANDS, hold, should_publish
 from bridge.core.runtime import MeterRuntime, apply_setup, ingest, learn, state_of
@@ -61,9 +62,10 @@ class BusPoller:
         self.on_components = on_components
         self.clock = clock
         now = clock()
+        timing = line_timing(bus_cfg) or REFERENCE_TIMING
         self.meters = {
             m.name: MeterRuntime(m, naming.node_id(m.name), profile, due={"init": now},
-                                 backoff=bus_cfg.backoff_s)
+                                 backoff=bus_cfg.backoff_s, timing=timing)
             for m in bus_cfg.meters
         }
         self.availability = Availability(self._publish_availability)

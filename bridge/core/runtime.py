@@ -13,9 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from bridge.config import MeterConfig
+from bridge.core.budget import REFERENCE_TIMING, LineTiming
 from bridge.core.publishing import AvailabilityGate
 from bridge.meters.findings import FindingHold, state_keys
 from bridge.meters.profile import Identity, MeterProfile, MeterSetup, meter_state
+from bridge.model.fast_plan import fast_plan
 from bridge.model.read_limits import NOTHING_REFUSED, ReadLimits, absent_keys, describe, plan
 from bridge.model.registers import ReadBlock
 from bridge.model.values import Dropped, Number, StateValue, sanitize
@@ -70,6 +72,9 @@ class MeterRuntime:
     limits: ReadLimits = NOTHING_REFUSED
     #: The wiring check's findings (``core.wiring``).
     wiring: FindingHold = field(default_factory=FindingHold)
+    #: The bus line's timing, which prices the fast tier's read plans (Modbus TCP: the
+    #: reference line).
+    timing: LineTiming = REFERENCE_TIMING
 
     @property
     def name(self) -> str:
@@ -108,9 +113,8 @@ def replan(rt: MeterRuntime) -> None:
     # Keys whose registers the meter does not have are absent: neither published nor announced.
     rt.valid = rt.profile.valid_keys(st, rt.reported) - absent_keys(rt.limits, rows)
     rt.full_blocks = plan(rows, rt.limits)
-    fast = set(rt.cfg.fast_keys)
-    fast_rows = [r for b in rt.full_blocks for r in b.registers if r.key in fast]
-    rt.fast_blocks = plan(fast_rows, rt.limits) if fast_rows else ()
+    rt.fast_blocks = fast_plan(rt.full_blocks, rt.cfg.fast_keys, rt.profile.fast_integer_rows,
+                               rt.setup.scales, rt.limits, rt.timing.read_s)
     rt.values = {k: v for k, v in rt.values.items() if k in rt.valid}
 
 
