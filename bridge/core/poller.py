@@ -17,7 +17,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 
 from bridge.config import BusConfig, PublishConfig
 from bridge.core.availability import Availability
@@ -29,11 +29,12 @@ from bridge.core.wiring import observe_wiring
 from bridge.errors import DecodeError, ModbusError
 from bridge.meters.profile import MeterProfile, MeterSetup
 from bridge.modbus.client import BusClient
-from bridge.modbus.reader import decode_answers, read_identity, read_planned, read_setup
+from bridge.modbus.reader import read_identity, read_planned, read_setup
 from bridge.model.naming import Naming
 from bridge.model.read_limits import ReadLimits
 from bridge.model.registers import ReadBlock
 from bridge.model.topics import OFFLINE, ONLINE, Topics
+from bridge.model.values import Number
 from bridge.mqtt.hub import AVAILABILITY, STATE, Hub
 
 log = logging.getLogger(__name__)
@@ -224,10 +225,10 @@ class BusPoller:
             self.on_components(rt)
 
     async def _read(self, rt: MeterRuntime, blocks: tuple[ReadBlock, ...], full: bool) -> None:
-        """Read the blocks; decoding and publishing run while the next request is on the
-        wire (the bus task goes straight on to it), so the line does not wait for them."""
+        """Read and decode the blocks (a reply that does not decode counts as a failed read);
+        folding the values in and publishing run while the next request is on the wire (the
+        bus task goes straight on to it), so the line does not wait for them."""
         assert rt.setup is not None
-        scales = rt.setup.scales
         started = self.clock()
         answers = await read_planned(self.client, rt.cfg.unit, blocks, rt.limits)
         now = self.clock()
@@ -238,7 +239,8 @@ class BusPoller:
         rt.polls += 1
         if answers.limits != rt.limits:
             self._learn(rt, answers.limits)
-        asyncio.get_running_loop().call_soon(self._process, rt, answers.blocks, scales, full)
+        decoded = rt.decoder.decode(answers.blocks)
+        asyncio.get_running_loop().call_soon(self._process, rt, decoded, full)
 
     def _learn(self, rt: MeterRuntime, limits: ReadLimits) -> None:
         """The meter refused part of a read: read around it from now on."""
@@ -249,13 +251,8 @@ class BusPoller:
         if rt.valid != valid:
             self._announce(rt)
 
-    def _process(self, rt: MeterRuntime, answers: Sequence[tuple[ReadBlock, Sequence[int]]],
-                 scales: Mapping[int, int], full: bool) -> None:
-        try:
-            decoded = decode_answers(answers, scales)
-        except DecodeError as exc:
-            self._failed(rt, "full" if full else "fast", exc)
-            return
+    def _process(self, rt: MeterRuntime, decoded: Mapping[str, Number | None],
+                 full: bool) -> None:
         changed, dropped = ingest(rt, decoded, full)
         if changed:
             self._announce(rt)

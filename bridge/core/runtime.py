@@ -17,6 +17,7 @@ from bridge.core.budget import REFERENCE_TIMING, LineTiming
 from bridge.core.publishing import AvailabilityGate
 from bridge.meters.findings import FindingHold, state_keys
 from bridge.meters.profile import Identity, MeterProfile, MeterSetup, meter_state
+from bridge.model.decode_plan import EMPTY, DecodePlan, compile_plan
 from bridge.model.fast_plan import fast_plan
 from bridge.model.read_limits import NOTHING_REFUSED, ReadLimits, absent_keys, describe, plan
 from bridge.model.registers import ReadBlock
@@ -39,6 +40,8 @@ class MeterRuntime:
     valid: frozenset[str] = frozenset()
     full_blocks: tuple[ReadBlock, ...] = ()
     fast_blocks: tuple[ReadBlock, ...] = ()
+    #: The full and fast blocks compiled under the set-up's scale registers.
+    decoder: DecodePlan = EMPTY
     values: dict[str, Number] = field(default_factory=dict)
     #: The last published value of every accumulator (never publish lower).
     floors: dict[str, Number] = field(default_factory=dict)
@@ -93,6 +96,10 @@ def apply_setup(rt: MeterRuntime, setup: MeterSetup) -> bool:
             log.info("%s: the meter counted a reset of %s", rt.name, ", ".join(sorted(released)))
     rt.setup = setup
     if old is not None and old.system_type == setup.system_type:
+        if old.scales != setup.scales:
+            # A new CT or PT size: integer rows decode with the new exponents, and the fast
+            # tier's choice between integer and float is made again.
+            replan(rt)
         return False
     if old is not None:
         log.warning("%s: system type changed %s -> %s", rt.name, old.system_type,
@@ -115,6 +122,7 @@ def replan(rt: MeterRuntime) -> None:
     rt.full_blocks = plan(rows, rt.limits)
     rt.fast_blocks = fast_plan(rt.full_blocks, rt.cfg.fast_keys, rt.profile.fast_integer_rows,
                                rt.setup.scales, rt.limits, rt.timing.read_s)
+    rt.decoder = compile_plan((*rt.full_blocks, *rt.fast_blocks), rt.setup.scales)
     rt.values = {k: v for k, v in rt.values.items() if k in rt.valid}
 
 
