@@ -23,9 +23,9 @@ from bridge.config import BusConfig, PublishConfig
 from bridge.core.availability import Availability
 from bridge.core.budget import REFERENCE_TIMING, line_timing
 from bridge.core.commands import CommandRequest, Outcome, execute
-from bridge.core.publishing import DEFAULT_DEADBANDS, hold, should_publish
+from bridge.core.publishing import DEFAULT_DEADBANDS, hold, per_key, should_publish
 from bridge.core.runtime import MeterRuntime, apply_setup, ingest, learn, state_of
-from bridge.core.wiring import observe_wiring
+from bridge.core.wiring import check_due, observe_wiring
 from bridge.errors import DecodeError, ModbusError
 from bridge.meters.profile import MeterProfile, MeterSetup
 from bridge.modbus.client import BusClient
@@ -59,7 +59,7 @@ class BusPoller:
         self.hub = hub
         self.topics = topics
         self.publish_cfg = publish_cfg
-        self.deadbands = {**DEFAULT_DEADBANDS, **publish_cfg.deadband}
+        self.deadbands = per_key({**DEFAULT_DEADBANDS, **publish_cfg.deadband})
         self.on_components = on_components
         self.clock = clock
         now = clock()
@@ -259,7 +259,9 @@ class BusPoller:
         for drop in dropped:
             log.warning("%s: %s read %s, lower than the last published %s; not published",
                         rt.name, drop.key, drop.value, drop.floor)
-        if full:
+        if full and rt.last_read_at is not None \
+                and check_due(rt.wiring_checked_at, rt.last_read_at):
+            rt.wiring_checked_at = rt.last_read_at
             observe_wiring(rt)
         self.publish_state(rt)
         if full:

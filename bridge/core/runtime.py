@@ -73,8 +73,9 @@ class MeterRuntime:
     words: dict[int, tuple[tuple[int, ...], float]] = field(default_factory=dict)
     #: What the meter refused (long reads, registers it lacks), kept while the bridge runs.
     limits: ReadLimits = NOTHING_REFUSED
-    #: The wiring check's findings (``core.wiring``).
+    #: The wiring check's findings (``core.wiring``), and when it last ran (monotonic clock).
     wiring: FindingHold = field(default_factory=FindingHold)
+    wiring_checked_at: float | None = None
     #: The bus line's timing, which prices the fast tier's read plans (Modbus TCP: the
     #: reference line).
     timing: LineTiming = REFERENCE_TIMING

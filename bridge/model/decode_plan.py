@@ -20,6 +20,7 @@ from enum import Enum
 
 from bridge.errors import DecodeError
 from bridge.model import codec
+from bridge.model.codec import FLOAT_DIGITS
 from bridge.model.quantities import BY_KEY, published_decimals
 from bridge.model.registers import DataType, ReadBlock, Register, WordOrder
 from bridge.model.values import Number
@@ -62,6 +63,10 @@ class BlockDecoder:
     block: ReadBlock
     unpack: struct.Struct
     rows: tuple[_Row, ...]
+    #: The plain float rows, the hot path: (key, index, factor, decimals).
+    floats: tuple[tuple[str, int, float, int], ...]
+    #: The others: integers, counts, keys outside the vocabulary.
+    others: tuple[_Row, ...]
 
     def decode(self, words: Sequence[int], out: dict[str, Number | None]) -> None:
         """Add the block's values to ``out`` (keys already there keep their value)."""
@@ -76,7 +81,15 @@ class BlockDecoder:
                        None)
             raise DecodeError(f"register value {bad!r} is not a 16-bit word") from None
         raw = self.unpack.unpack(buf)
-        for r in self.rows:
+        isfinite = math.isfinite
+        for key, index, factor, decimals in self.floats:
+            if key in out:
+                continue
+            x = raw[index]
+            # The codec's float rule (float_value), then the published rounding.
+            out[key] = round(float(f"{x * factor:.{FLOAT_DIGITS}g}"), decimals) \
+                if isfinite(x) else None
+        for r in self.others:
             if r.key not in out:
                 out[r.key] = _value(r, raw, words, block.start)
 
@@ -87,7 +100,7 @@ def _value(r: _Row, raw: tuple[int | float, ...], words: Sequence[int],
     if r.kind is _Kind.FLOAT:
         if not math.isfinite(x):
             return None
-        value: Number = float(f"{x * 10.0**r.exponent if r.exponent else x:.{codec.FLOAT_DIGITS}g}")
+        value: Number = codec.float_value(x, r.exponent)
     elif r.kind is _Kind.OTHER:
         offset = r.row.reg - start
         decoded = codec.decode_raw(r.row.dtype, words[offset:offset + r.row.words],
@@ -153,7 +166,11 @@ def compile_block(block: ReadBlock, scales: Mapping[int, int]) -> BlockDecoder:
         index += len(kind.value)
         at = row.last_reg + 1
     fmt.append(f"{2 * (block.end + 1 - at)}x" if block.end + 1 > at else "")
-    return BlockDecoder(block, struct.Struct("".join(fmt)), tuple(rows))
+    floats = tuple((r.key, r.index, 10.0**r.exponent, r.decimals) for r in rows
+                   if r.kind is _Kind.FLOAT and not r.integer and r.decimals is not None)
+    others = tuple(r for r in rows if not (r.kind is _Kind.FLOAT and not r.integer
+                                           and r.decimals is not None))
+    return BlockDecoder(block, struct.Struct("".join(fmt)), tuple(rows), floats, others)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +178,9 @@ class DecodePlan:
     """The decoders of a meter's read blocks under one set of scale registers."""
 
     scales: Mapping[int, int]
-    blocks: Mapping[ReadBlock, BlockDecoder]
+    #: By the identity of the plan's blocks (the reader answers with the very blocks it was
+    #: given; hashing a block would hash all its rows on every poll).
+    blocks: Mapping[int, BlockDecoder]
 
     def decode(self, answers: Sequence[tuple[ReadBlock, Sequence[int]]]
                ) -> dict[str, Number | None]:
@@ -169,15 +188,15 @@ class DecodePlan:
         key wins. A block outside the plan (a read split after a refusal) is compiled here."""
         out: dict[str, Number | None] = {}
         for block, words in answers:
-            decoder = self.blocks.get(block)
-            if decoder is None:
+            decoder = self.blocks.get(id(block))
+            if decoder is None or decoder.block is not block:
                 decoder = compile_block(block, self.scales)
             decoder.decode(words, out)
         return out
 
 
 def compile_plan(blocks: Sequence[ReadBlock], scales: Mapping[int, int]) -> DecodePlan:
-    return DecodePlan(dict(scales), {b: compile_block(b, scales) for b in blocks})
+    return DecodePlan(dict(scales), {id(b): compile_block(b, scales) for b in blocks})
 
 
 EMPTY = DecodePlan({}, {})

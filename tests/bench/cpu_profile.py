@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bridge.sim.broker import Broker
+from bridge.sim.broker import Broker, free_port
 from bridge.sim.server import Simulator
 from tests.bench.emulator import BusEmulator
 from tests.bench.harness import ROOT, bus_config, mqtt_counter, wait_answered
@@ -28,8 +28,9 @@ from tests.bench.run import meters_cfg
 BAUD, METERS = 115200, 10
 
 
-async def profile(seconds: float, out: Path) -> int:
-    """Run the CPU case for ``seconds`` under cProfile; returns the polls answered."""
+async def profile(seconds: float, out: Path, mqtt: bool = True) -> int:
+    """Run the CPU case for ``seconds`` under cProfile (``mqtt`` False: the broker's port is
+    closed, so the bridge publishes nothing); returns the polls answered."""
     broker = Broker().start()
     sim = Simulator.build(range(1, METERS + 1), 40)
     bus = await BusEmulator.for_simulator(sim, f"{BAUD} 8N1", turnaround_s=0.0)
@@ -40,7 +41,8 @@ async def profile(seconds: float, out: Path) -> int:
             import yaml
 
             path.write_text(yaml.safe_dump(bus_config(host, port, BAUD, meters_cfg(METERS),
-                                                      broker.port, Path(tmp) / "state")))
+                                                      broker.port if mqtt else free_port(),
+                                                      Path(tmp) / "state")))
             async with mqtt_counter(broker.port):
                 proc = await asyncio.create_subprocess_exec(
                     sys.executable, "-m", "cProfile", "-o", str(out), "-m", "bridge", "run",
@@ -82,8 +84,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--out", type=Path, default=Path("bench-results/cpu.prof"))
+    parser.add_argument("--no-mqtt", action="store_true", help="the broker's port closed")
     args = parser.parse_args()
-    polls = asyncio.run(profile(args.seconds, args.out.resolve()))
+    polls = asyncio.run(profile(args.seconds, args.out.resolve(), not args.no_mqtt))
     for sort in ("tottime", "cumulative"):
         print(f"\nby {sort}:\n{table(args.out, polls, args.top, sort)}", flush=True)
     return 0
