@@ -319,7 +319,8 @@ def table(results: Result) -> str:
         f"messages per poll), the bridge with MQTT unreachable "
         f"{cpu['bridge_without_mqtt_cpu_s_per_1000_polls']} s, a bare pymodbus loop "
         f"{cpu['bare_pymodbus_cpu_s_per_1000_polls']} s: {cpu['ratio']:.2f}x "
-        f"({cpu['ratio_without_mqtt']:.2f}x without MQTT)",
+        f"({cpu['ratio_without_mqtt']:.2f}x without MQTT; medians of {len(cpu['rounds'])} "
+        f"rounds, each against its own bare loop; 1-min load {cpu['load_average_1min']})",
         f"- tiered, {tr['meters']} meters at 19200 (power every {tr['fast_interval_s']} s, all "
         f"every {tr['full_interval_s']} s): power age median {tr['power_age_s'].get('median')}"
         f" s, max {tr['power_age_s'].get('max')} s ({tr['meters_power_within_1s']}/"
