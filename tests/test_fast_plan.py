@@ -3,6 +3,9 @@ one request, and the same plan in the bus budget; the simulator's integer and fl
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from bridge.config import parse_config
@@ -13,8 +16,11 @@ from bridge.model import codec
 from bridge.model.fast_plan import coarsest_scales, fast_plan, integer_suffices, worthwhile_gap
 from bridge.model.quantities import published_resolution
 from bridge.model.read_limits import NOTHING_REFUSED, ReadLimits
+from bridge.sim.broker import Broker
 from bridge.sim.model import SimulatedMeter
 from bridge.sim.setup import Setup
+from tests.mqtt_helpers import recorder
+from tests.service_helpers import bridge_config, running, tcp_bus
 from tests.test_poller import Clock, make_poller, meter, run_until
 
 FULL = PROFILE.measurement_plan(40, include_uncertain=True)
@@ -157,3 +163,41 @@ async def test_the_poller_publishes_the_same_power_from_either_read(
                published_resolution("power_w"))
     assert abs(from_fast - from_float) <= step
     assert sent  # published
+
+
+async def test_the_service_reads_power_as_the_integer_from_the_simulator_over_tcp(
+        broker: Broker, sim_factory: Any, tmp_path: Path) -> None:
+    """Two frozen meters on one Modbus TCP bus: a small CT (register 140 = -4: the integer) and
+    the factory set-up (-2: the float). Both publish the power their float register holds."""
+    sim = sim_factory([1, 2], 40, frozen=True)
+    _fit(sim.meters[1], 208, 5)
+    _fit(sim.meters[2], 600, 100)
+    _, port = await sim.serve_tcp()
+    meters = [{"name": name, "unit": unit, "poll_interval": 30, "fast_interval": 0.2,
+               "fast_keys": ["power_w"]} for name, unit in (("small", 1), ("large", 2))]
+    config = bridge_config(broker.port, [tcp_bus(port, meters)], tmp_path,
+                           publish={"min_interval_s": 0.1, "deadband": {"power": 0}})
+    async with recorder(broker.port, ("series4000/+/state",)) as rec, running(config) as svc:
+        poller = svc.pollers[0]
+
+        def fast_reads_done(_: Any) -> bool:
+            return all(rt.polls >= 6 for rt in poller.meters.values())
+
+        await rec.wait_for(fast_reads_done, 20, "six reads of each meter")
+        small, large = poller.meters["small"], poller.meters["large"]
+        assert [(b.start, b.count) for b in small.fast_blocks] == [(3, 1)]
+        assert [(b.start, b.count) for b in large.fast_blocks] == [(261, 2)]
+        # Both were read over the wire: the words of each fast block are cached.
+        assert 3 in small.words and 261 in large.words
+        states = {name: [m.json()["power_w"] for m in rec.on(f"series4000/{name}/state")]
+                  for name in ("small", "large")}
+        last_read = {"small": small.values["power_w"], "large": large.values["power_w"]}
+    for name, unit in (("small", 1), ("large", 2)):
+        image = sim.meters[unit].registers()
+        as_float = codec.decode(s4k.BY_REG[261], [image[261], image[262]], {})
+        assert as_float is not None
+        # The first state comes from the full (float) read; a frozen meter's fast reads give the
+        # same power (with no deadband, any other value would have been published too).
+        assert states[name]
+        for value in (*states[name], last_read[name]):
+            assert abs(value - as_float) <= published_resolution("power_w")
