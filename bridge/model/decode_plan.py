@@ -62,7 +62,6 @@ class _Row:
 class BlockDecoder:
     block: ReadBlock
     unpack: struct.Struct
-    rows: tuple[_Row, ...]
     #: The plain float rows, the hot path: (key, index, factor, decimals).
     floats: tuple[tuple[str, int, float, int], ...]
     #: The others: integers, counts, keys outside the vocabulary.
@@ -170,7 +169,7 @@ def compile_block(block: ReadBlock, scales: Mapping[int, int]) -> BlockDecoder:
                    if r.kind is _Kind.FLOAT and not r.integer and r.decimals is not None)
     others = tuple(r for r in rows if not (r.kind is _Kind.FLOAT and not r.integer
                                            and r.decimals is not None))
-    return BlockDecoder(block, struct.Struct("".join(fmt)), tuple(rows), floats, others)
+    return BlockDecoder(block, struct.Struct("".join(fmt)), floats, others)
 
 
 @dataclass(frozen=True, slots=True)
