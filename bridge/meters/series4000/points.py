@@ -294,6 +294,9 @@ BY_REG: dict[int, Register] = {r.reg: r for r in ALL_REGISTERS}
 
 #: The rows the measurement sweep reads: every keyed row of the float block.
 MEASUREMENT_ROWS: tuple[Register, ...] = tuple(r for r in FLOAT_BLOCK if r.key)
+#: Integer rows the fast tier may read in place of a float of the same key: total power is
+#: one register (3, scaled by 140) instead of a float pair, when the scale is fine enough.
+FAST_INTEGER_ROWS: tuple[Register, ...] = (BY_REG[3],)
 #: The configuration block is read as one request (129-154).
 CONFIG_READ = ReadBlock(CONFIG_BLOCK[0].reg, CONFIG_BLOCK[-1].last_reg - CONFIG_BLOCK[0].reg + 1,
                         CONFIG_BLOCK)
