@@ -36,22 +36,22 @@ def plan_of(keys: list[str], scale_w: int | None, limits: ReadLimits = NOTHING_R
 
 
 @pytest.mark.parametrize(("keys", "scale_w", "expected"), [
-    # Power alone: the integer when it steps by 0.1 W (the published resolution), else the float.
+    # Power alone: the integer when it steps by 1 W (as displayed) or finer, else the float.
     (["power_w"], -4, [(3, 1)]),
-    (["power_w"], -3, [(261, 2)]),
+    (["power_w"], -3, [(3, 1)]),
     (["power_w"], -2, [(261, 2)]),
     (["power_w"], 0, [(261, 2)]),
     (["power_w"], None, [(261, 2)]),  # set-up not read yet
     # With per-phase power (a read of its own either way) the integer saves a register.
     (["power_w", "power_a_w", "power_b_w", "power_c_w"], -4, [(3, 1), (275, 6)]),
-    (["power_w", "power_a_w", "power_b_w", "power_c_w"], -3, [(261, 2), (275, 6)]),
+    (["power_w", "power_a_w", "power_b_w", "power_c_w"], -2, [(261, 2), (275, 6)]),
     # Adjacent to the float of total power: one read beats the integer plus a second read.
     (["power_w", "reactive_power_var", "apparent_power_va"], -4, [(261, 6)]),
     # Adjacent keys share a request; a gap wider than a request's overhead splits them.
     (["power_a_w", "power_b_w", "power_c_w"], -4, [(275, 6)]),
-    (["power_w", "current_a_a"], -3, [(261, 2), (299, 2)]),
+    (["power_w", "current_a_a"], -2, [(261, 2), (299, 2)]),
     # Ten unused registers (263-272) cost less than a second request.
-    (["power_w", "current_a", "power_a_w"], -3, [(261, 16)]),
+    (["power_w", "current_a", "power_a_w"], -2, [(261, 16)]),
     ([], -4, []),
     (["max_power_w"], -4, []),  # not a measurement: read with the set-up
 ])
@@ -84,8 +84,8 @@ def test_the_worthwhile_gap_follows_the_line(timing: LineTiming, gap: int) -> No
     (10, 120, 5, True),     # 0.6 kW full scale: register 140 = -4, 0.1 W steps
     (10, 120, 20, True),    # 2.4 kW
     (11, 240, 5, True),     # 1.2 kW
-    (12, 240, 100, False),  # 24 kW: -3, 1 W steps are coarser than the published 0.1 W
-    (40, 208, 50, False),   # 18 kW
+    (12, 240, 100, True),   # 24 kW: -3, 1 W steps, as Home Assistant shows power
+    (40, 208, 50, True),    # 18 kW
     (40, 600, 100, False),  # 104 kW: -2, 10 W steps
     (31, 480, 400, False),  # 333 kW: -1
 ])
@@ -98,9 +98,9 @@ def test_the_integer_is_chosen_per_meter_set_up(system_type: int, voltage_v: int
 
 
 def test_the_coarsest_scale_that_allows_the_integer() -> None:
-    assert coarsest_scales(PROFILE.fast_integer_rows) == {W: -4}
-    assert integer_suffices(s4k.BY_REG[3], {W: -4})
-    assert not integer_suffices(s4k.BY_REG[3], {W: -3})
+    assert coarsest_scales(PROFILE.fast_integer_rows) == {W: -3}
+    assert integer_suffices(s4k.BY_REG[3], {W: -3})
+    assert not integer_suffices(s4k.BY_REG[3], {W: -2})
 
 
 def test_the_budget_prices_the_plan_the_bridge_reads() -> None:
@@ -110,9 +110,9 @@ def test_the_budget_prices_the_plan_the_bridge_reads() -> None:
     bus = config.buses[0]
     floats = meter_loads(bus, FULL, PROFILE.config_block)
     assert floats[0].fast_blocks == (2,)
-    integers = meter_loads(bus, FULL, PROFILE.config_block, PROFILE.fast_integer_rows, {W: -4})
+    integers = meter_loads(bus, FULL, PROFILE.config_block, PROFILE.fast_integer_rows, {W: -3})
     assert integers[0].fast_blocks == (1,)
-    coarse = meter_loads(bus, FULL, PROFILE.config_block, PROFILE.fast_integer_rows, {W: -3})
+    coarse = meter_loads(bus, FULL, PROFILE.config_block, PROFILE.fast_integer_rows, {W: -2})
     assert coarse[0].fast_blocks == (2,)
 
 

@@ -2,10 +2,11 @@
 
 The fast keys come from the full plan's rows (floats on the Series 4000), unless a profile
 offers a scaled integer row for a key (total power in one register instead of a float pair) and
-that integer's resolution under the meter's scale registers is at least as fine as the published
-resolution of the key (:func:`~bridge.model.quantities.published_resolution`): then the
-published value is the same either way. Among the choices the plan with the least line time
-wins, and rows share a request when the registers between them cost less than a second request.
+that integer's resolution under the meter's scale registers is at least as fine as Home
+Assistant displays the key (:func:`~bridge.model.quantities.displayed_resolution`: whole watts):
+then what a user sees is the same either way, and the step is far below the meter's accuracy.
+Among the choices the plan with the least line time wins, and rows share a request when the
+registers between them cost less than a second request.
 The bridge (``core.runtime``) and the bus budget (``core.budget``) both plan with
 :func:`fast_plan`, so the budget's figures are those of the reads the bridge makes.
 """
@@ -16,7 +17,7 @@ import itertools
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 
-from bridge.model.quantities import published_resolution
+from bridge.model.quantities import displayed_resolution
 from bridge.model.read_limits import ReadLimits, lacks, plan
 from bridge.model.registers import MAX_READ_REGISTERS, ReadBlock, Register
 
@@ -33,12 +34,12 @@ def integer_resolution(row: Register, scales: Mapping[int, int]) -> float | None
 
 
 def integer_suffices(row: Register, scales: Mapping[int, int] | None) -> bool:
-    """Whether ``row`` carries its key at least as finely as the key is published."""
+    """Whether ``row`` carries its key at least as finely as the key is displayed."""
     if row.key is None or scales is None:
         return False
     step = integer_resolution(row, scales)
     # The tolerance absorbs the binary representation of negative powers of ten.
-    return step is not None and step <= published_resolution(row.key) * (1 + 1e-9)
+    return step is not None and step <= displayed_resolution(row.key) * (1 + 1e-9)
 
 
 def coarsest_scales(integer_rows: Sequence[Register]) -> dict[int, int]:
@@ -48,7 +49,7 @@ def coarsest_scales(integer_rows: Sequence[Register]) -> dict[int, int]:
     for row in integer_rows:
         if row.key is None or row.scale_reg is None:
             continue
-        finest = math.floor(math.log10(published_resolution(row.key)) + 1e-9) - row.exponent
+        finest = math.floor(math.log10(displayed_resolution(row.key)) + 1e-9) - row.exponent
         out[row.scale_reg] = min(out.get(row.scale_reg, finest), finest)
     return out
 

@@ -169,6 +169,13 @@ def published_resolution(key: str) -> float:
     return 10.0 ** -published_decimals(quantity(key))
 
 
+def displayed_resolution(key: str) -> float:
+    """The step Home Assistant shows ``key`` at (1 for watts): a reading finer than its display
+    precision. A fast read as coarse as this loses nothing a user sees, and it is far below the
+    meter's accuracy (class 0.5S: 0.5 % of the reading)."""
+    return 10.0 ** -quantity(key).precision
+
+
 def rounded(key: str, value: float) -> float:
     """``value`` at the resolution published for ``key`` (unknown keys unchanged)."""
     q = BY_KEY.get(key)
