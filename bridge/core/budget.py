@@ -120,16 +120,38 @@ def meter_loads(bus: BusConfig, full_blocks: Sequence[ReadBlock],
     return loads
 
 
-def planned(bus: BusConfig, profile: MeterProfile) -> str | None:
-    """``check-config``'s line for a bus, with the widest read plan the meters can have (their
-    wiring is only known once they answer); None for Modbus TCP."""
+@dataclass(frozen=True, slots=True)
+class BusPlan:
+    """A bus's budget with what it was computed from."""
+
+    loads: tuple[MeterLoad, ...]
+    timing: LineTiming
+    result: Budget
+
+    def achievable_fast_s(self) -> tuple[float, ...]:
+        """The fast periods the line can keep (the configured ones when they fit)."""
+        return tuple(sorted({ld.fast_s * self.result.fast_stretch for ld in self.loads
+                             if ld.fast_s}))
+
+
+def bus_plan(bus: BusConfig, profile: MeterProfile) -> BusPlan | None:
+    """The budget with the widest read plan the meters can have (their wiring is only known
+    once they answer); None for Modbus TCP."""
     timing = line_timing(bus)
     if timing is None:
         return None
     widest = max((profile.measurement_plan(st, include_uncertain=True)
                   for st in profile.system_types), key=lambda p: sum(b.count for b in p))
     loads = meter_loads(bus, widest, profile.config_block)
-    return describe(bus, loads, timing, budget(loads, timing))
+    return BusPlan(tuple(loads), timing, budget(loads, timing))
+
+
+def planned(bus: BusConfig, profile: MeterProfile) -> str | None:
+    """``check-config``'s line for a bus; None for Modbus TCP."""
+    plan = bus_plan(bus, profile)
+    if plan is None:
+        return None
+    return describe(bus, plan.loads, plan.timing, plan.result)
 
 
 def describe(bus: BusConfig, loads: Sequence[MeterLoad], timing: LineTiming,
