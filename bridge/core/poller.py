@@ -1,14 +1,14 @@
-"""One task per bus: commands first, then whichever read is due, one transaction at a time.
+"""One task per bus: commands first, then the reads in their turn, one transaction at a time.
 
-Per meter the poller keeps a schedule of four tasks: ``init`` (configuration block, identity,
+Per meter the poller runs four kinds of read: ``init`` (configuration block, identity,
 a first full read that also settles the uncertain quantities), ``config`` (the configuration
-block every ``config_interval``), ``full`` (every valid measurement every ``poll_interval``)
-and, when configured, ``fast`` (a short read of ``fast_keys`` every ``fast_interval``). The
-first and set-up reads run when due; the full and fast reads take their turns in fixed
-rotations (:mod:`bridge.core.schedule`), each tier spread evenly over its period. A meter that
-fails ``offline_after`` cycles in a row goes offline and is probed again with exponential
-back-off, one request without retries per probe, so it costs the other meters at most one
-timeout per back-off period.
+block every ``config_interval``), ``full`` (every valid measurement, at least every
+``poll_interval``) and, when configured, ``fast`` (a short read of ``fast_keys`` every
+``fast_interval``). The first and set-up reads run when due; the full and fast reads take
+their turns in fixed rotations (:mod:`bridge.core.schedule`), each tier spread evenly over its
+period. A meter that fails ``offline_after`` cycles in a row goes offline and is probed again
+with exponential back-off, one request without retries per probe, so it costs the other meters
+at most one timeout per back-off period.
 """
 
 from __future__ import annotations

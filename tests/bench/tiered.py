@@ -4,6 +4,7 @@ its start and end), against the issue's targets and the refresh the bus budget s
 can keep (:func:`bridge.core.budget.bus_plan`, what ``check-config`` prints).
 
     python -m tests.bench.tiered [--meters 40 --fast 0.9 --full 29] [--window 90]
+        [--out bench-results/tiered.json]   (and the lines of bench.md in tiered.md)
 """
 
 from __future__ import annotations
@@ -162,8 +163,10 @@ def cli() -> int:
              else [(40, 0.9, 29.0), (63, 1.0, 30.0)])
     results = asyncio.run(main(cases, args.window))
     if args.out:
-        Path(args.out).write_text(json.dumps({"finished": time.strftime("%F %T"),
-                                              "tiered": results}, indent=1) + "\n")
+        out = Path(args.out)
+        out.write_text(json.dumps({"finished": time.strftime("%F %T"), "tiered": results},
+                                  indent=1) + "\n")
+        out.with_suffix(".md").write_text("".join(line(r) + "\n" for r in results))
     return 0
 
 
