@@ -187,3 +187,22 @@ async def test_commands_go_ahead_of_an_overdue_rotation() -> None:
     await run_until(poller, clock, clock.now + 1.0)
     reads = [(unit, count) for kind, unit, _, count in client.log if kind == "read"]
     assert (2, 90) in reads and (1, 2) in reads and (3, 2) in reads
+
+
+async def test_a_continuous_bus_with_every_meter_offline_waits_for_the_probes() -> None:
+    """``poll_interval: 0`` has no period: the slots of meters that are all offline must not
+    pass one after another for ever (the bus task would never wait)."""
+    clock = Clock()
+    poller, client, _, _ = make_poller([meter("a", 1, poll_interval=0), meter("b", 2,
+                                                                         poll_interval=0)],
+                                       clock=clock, offline_after=1, backoff_s=2.0,
+                                       transport="rtu_over_tcp", baudrate=19200)
+    on_line(poller, client, 0.0011)
+    await run_until(poller, clock, clock.now + 0.5)
+    assert poller.meters["a"].polls >= 2 and poller.meters["b"].polls >= 2
+    client.dead.update({1, 2})
+    for _ in range(4):  # a failed read each takes the meters offline
+        await poller.step()
+    assert not poller.meters["a"].online and not poller.meters["b"].online
+    wait = await poller.step()
+    assert wait is not None and wait > 1.0  # the next probe, 2 s after the failure

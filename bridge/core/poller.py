@@ -151,8 +151,12 @@ class BusPoller:
         now = self.clock()
         self.cursors = [catch_up(r, c, now) for r, c in zip(self.rotations, self.cursors,
                                                              strict=True)]
-        choice = pick(self._timed(), [c.due_s(r) for r, c in zip(self.rotations, self.cursors,
-                                                                    strict=True)], now)
+        # A rotation none of whose meters is polled has nothing to do: its slots would pass
+        # one after another (without a period, all at once and for ever) until a probe brings
+        # a meter back.
+        slots = [c.due_s(r) if any(self._polled(self.meters[m]) for m in r.meters) else math.inf
+                 for r, c in zip(self.rotations, self.cursors, strict=True)]
+        choice = pick(self._timed(), slots, now)
         if choice.rotation is not None:
             await self._run_slot(choice.rotation, now)
         elif choice.meter is not None:
@@ -166,12 +170,18 @@ class BusPoller:
         rotation, cursor = self.rotations[index], self.cursors[index]
         self.cursors[index] = advance(rotation, cursor)
         rt = self.meters[rotation.meters[cursor.position]]
-        read = slot_read(rotation, cursor, polled=rt.setup is not None and "init" not in rt.due,
+        read = slot_read(rotation, cursor, polled=self._polled(rt),
                          has_fast=bool(rt.fast_blocks),
                          full_wanted="full" in rt.due,
                          full_age_s=now - self.full_at.get(rt.name, -math.inf))
         if read is not None:
             await self._run_task(rt, read)
+
+    @staticmethod
+    def _polled(rt: MeterRuntime) -> bool:
+        """Whether the meter reads in its slots (set up, not waiting for a first read or a
+        probe)."""
+        return rt.setup is not None and "init" not in rt.due
 
     async def _run_task(self, rt: MeterRuntime, task: str) -> None:
         now = self.clock()
