@@ -12,6 +12,7 @@ import json
 import time
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +64,35 @@ async def render(base: str, tokens: dict[str, Any], template: str) -> str:
         "application/json", tokens["access_token"]))
 
 
-async def screenshots(base: str, tokens: dict[str, Any], path: str,
+#: Where an entity's name is on a device page's cards (Controls, Sensors, Configuration,
+#: Diagnostic), inside their shadow roots (Playwright's CSS pierces open ones): the name of an
+#: entity row, the label of a select row, the name of a disabled entity once the card lists them.
+NAME_ELEMENTS = ", ".join(f"ha-device-entities-card {inner}" for inner in (
+    "hui-generic-entity-row .info", "hui-select-entity-row ha-select .mdc-floating-label",
+    "ha-list-item.disabled-entry .name"))
+
+
+@dataclass(frozen=True, slots=True)
+class ShownName:
+    """An entity name as the browser laid it out: cut off when its text is wider than its box."""
+
+    text: str
+    scroll_width: int
+    client_width: int
+
+    @property
+    def whole(self) -> bool:
+        return self.scroll_width <= self.client_width
+
+
+async def device_page(base: str, tokens: dict[str, Any], path: str,
                       shots: list[tuple[Path, str]], expect: list[str], width: int = 1400,
-                      height: int = 1100) -> None:
-    """Open ``path`` logged in, wait until every text of ``expect`` shows, and save one PNG per
-    ``(file, text)`` of ``shots`` with that text scrolled into view."""
+                      height: int = 1100, more_info: tuple[Path, str] | None = None
+                      ) -> list[ShownName]:
+    """Open ``path`` logged in, wait until every text of ``expect`` shows, save one PNG per
+    ``(file, text)`` of ``shots`` with that text scrolled into view, and with ``more_info``
+    ``(file, name)`` one of the entity's more-info dialog with its attributes open; then list
+    the disabled entities too and return every entity name on the page's cards as laid out."""
     from playwright.async_api import async_playwright
 
     if not Path(CHROMIUM).exists():
@@ -92,5 +117,27 @@ async def screenshots(base: str, tokens: dict[str, Any], path: str,
                 await page.get_by_text(text, exact=True).first.scroll_into_view_if_needed()
                 await page.wait_for_timeout(500)
                 await page.screenshot(path=str(out))
+            if more_info is not None:
+                out, name = more_info
+                await page.locator("ha-device-entities-card hui-generic-entity-row .info",
+                                   has_text=name).first.click()
+                dialog = page.locator("ha-more-info-dialog")
+                await dialog.get_by_text("Attributes").first.click()
+                await page.wait_for_timeout(1000)  # the panel opens with an animation
+                await page.screenshot(path=str(out))
+                await page.keyboard.press("Escape")
+                await dialog.locator("ha-dialog").wait_for(state="detached", timeout=10_000)
+            more = page.locator("ha-device-entities-card .show-more")
+            hidden = await more.count()  # cards with disabled entities
+            for i in range(hidden):
+                await more.nth(i).click()
+            if hidden:
+                await page.locator("ha-list-item.disabled-entry").first.wait_for(
+                    timeout=10_000)
+            names = page.locator(NAME_ELEMENTS)
+            shown = [ShownName(*await names.nth(i).evaluate(
+                         "e => [e.textContent.trim(), e.scrollWidth, e.clientWidth]"))
+                     for i in range(await names.count())]
         finally:
             await browser.close()
+    return shown

@@ -45,6 +45,8 @@ INVALID: list[tuple[Any, str]] = [
      "buses[0].meters[1].unit: unit 1 is already used by meter 'a'"),
     (with_bus(meters=[{"name": "a", "unit": 1}, {"name": "a", "unit": 2}]),
      "buses[0].meters[1].name: 'a' is already used"),
+    (with_bus(meters=[{"name": "bridge", "unit": 1}]),
+     "buses[0].meters[0].name: 'bridge' is already used by the bridge's own topics"),
     (with_bus(meters=[{"name": "a", "unit": 1, "poll_interval": -1}]),
      "buses[0].meters[0].poll_interval: must be 0..86400"),
     (with_bus(meters=[{"name": "a", "unit": 1, "fast_keys": ["power_x"]}]),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bridge.homeassistant.entities import (
+    LAST_COMMAND_ATTRIBUTES,
     LAST_COMMAND_TEMPLATE,
     Component,
     MeterContext,
@@ -115,6 +116,11 @@ def test_last_command_follows_the_result_topic() -> None:
     last = meter(10)["last_command"].config
     assert last["state_topic"] == last["json_attributes_topic"] == T.result("m")
     assert last["value_template"] == LAST_COMMAND_TEMPLATE
+    # One word as the state, so that the device page shows the name whole; the command and
+    # the reason of a refusal are attributes.
+    assert "'refused'" in LAST_COMMAND_TEMPLATE and "~" not in LAST_COMMAND_TEMPLATE
+    assert last["json_attributes_template"] == LAST_COMMAND_ATTRIBUTES
+    assert "reason=value_json.error" in LAST_COMMAND_ATTRIBUTES
     assert last["entity_category"] == "diagnostic"
 
 

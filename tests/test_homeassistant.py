@@ -7,7 +7,8 @@ shows, including the Wiring problem entity of a meter with a wiring fault and it
 its entity registry says which entities it created and which it created disabled. After a
 system-type change the registry must have dropped the phase B/C entities (removal markers work
 in a real instance, not only in our reading of the docs). The default entity counts per wiring
-are measured here and printed (`make test-ha` shows them; the README quotes them).
+are measured here and printed (`make test-ha` shows them; the README quotes them). Chromium lays
+out the device page at 1400 px and every entity name on it must show whole.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ import json
 import os
 import signal
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bridge import __version__
 from bridge.sim.broker import Broker, free_port
 from bridge.sim.faults import apply_fault, parse_fault
 from tests import ha_frontend
@@ -68,6 +71,18 @@ def mqtt_entry(port: int) -> dict[str, Any]:
             "version": 1}]}}
 
 
+#: The object id prefix of the bridge device's entities (its name, "Series 4000 bridge").
+BRIDGE = "series_4000_bridge"
+
+
+def number(states: dict[str, str], key: str) -> float:
+    """A numeric state of the bridge's sensor ``key``; -1 while it has none."""
+    try:
+        return float(states.get(f"sensor.{BRIDGE}_{key}", ""))
+    except ValueError:
+        return -1.0
+
+
 def ha_states(rec: Recorder, device: str) -> dict[str, str]:
     """entity_id -> state, from mqtt_statestream, for one of our devices."""
     out = {}
@@ -77,6 +92,12 @@ def ha_states(rec: Recorder, device: str) -> dict[str, str]:
                 and parts[2].startswith(f"{device}_"):
             out[f"{parts[1]}.{parts[2]}"] = m.payload
     return out
+
+
+def last_command(rec: Recorder, attribute: str) -> str:
+    """An attribute of the wye meter's Last command entity as Home Assistant has it."""
+    msg = rec.last(f"hass_states/sensor/wye_last_command/{attribute}")
+    return "" if msg is None else str(json.loads(msg.payload))
 
 
 #: One meter per wiring (read-only), one with an open voltage tap (a wiring finding), and a
@@ -115,7 +136,14 @@ async def test_home_assistant_creates_our_entities(broker: Broker, sim_factory: 
               for unit, (name, _) in zip(units, METERS, strict=True)]
     meters[-1]["allow_writes"] = True
     meters[-1]["area"] = "Garage"
-    cfg = bridge_config(broker.port, [tcp_bus(port, meters)], tmp_path / "state")
+    # A second bus, RTU frames through a gateway, whose line use the bridge measures.
+    shed = sim_factory([1], 12, frozen=True)
+    _, shed_port = await shed.serve_rtu_over_tcp()
+    shed_bus = tcp_bus(shed_port, [{"name": "shedmeter", "unit": 1, "poll_interval": 1}],
+                       name="shed", transport="rtu_over_tcp")
+    web_port = free_port("127.0.0.1")
+    cfg = bridge_config(broker.port, [tcp_bus(port, meters), shed_bus], tmp_path / "state",
+                        web={"host": "127.0.0.1", "port": web_port})
     base = ha_frontend.prepare(config_dir, free_port("127.0.0.1"))
     ha = subprocess.Popen([str(HA_PYTHON), "-m", "homeassistant", "-c", str(config_dir)],
                           stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
@@ -182,11 +210,13 @@ async def test_home_assistant_creates_our_entities(broker: Broker, sim_factory: 
             sim.meters[wye_unit].lose_phase("c", lost=False)
             # A write the bridge refuses: Home Assistant shows why.
             await rec.publish("series4000/wye/set/system_voltage_v", "32000")
-            refused = await rec.wait_for(
-                lambda r: (st := ha_states(r, "wye").get("sensor.wye_last_command"))
-                and "32000" in st and st, 30, "the refused write in Home Assistant")
-            assert refused.startswith("system_voltage_v 32000 refused: system voltage / PT "
-                                      "ratio = 32000.0 V"), refused
+            await rec.wait_for(
+                lambda r: ha_states(r, "wye").get("sensor.wye_last_command") == "refused"
+                and last_command(r, "command") == "system_voltage_v 32000"
+                and last_command(r, "reason"), 30,
+                "the refused write in Home Assistant")
+            assert last_command(rec, "reason").startswith(
+                "system voltage / PT ratio = 32000.0 V"), last_command(rec, "reason")
             # The device page as a user sees it at 1400 px: where the meter is, Problem; then
             # the settings with their names whole, and Last command with the refusal.
             tokens = await ha_frontend.login(base)
@@ -194,25 +224,76 @@ async def test_home_assistant_creates_our_entities(broker: Broker, sim_factory: 
                                                  "{{ device_id('binary_sensor.wye_problem') }}")
             shots = [(tmp_path / "device.png", "Device info"),
                      (tmp_path / "settings.png", "Last command")]
-            await ha_frontend.screenshots(base, tokens, f"/config/devices/device/{device_id}",
-                                          shots, ["bus panel, unit", "Problem", "refused"])
+            names = await ha_frontend.device_page(
+                base, tokens, f"/config/devices/device/{device_id}", shots,
+                ["bus panel, unit", "Problem", "refused"],
+                more_info=(tmp_path / "last-command.png", "Last command"))
             for shot, _ in shots:
                 assert shot.stat().st_size > 20_000
+            # Every entity's name shows whole, the disabled ones' too (the browser's layout).
+            texts = {n.text for n in names}
+            assert {"Problem", "CT primary", "System type", "Last command",
+                    "Front-panel units"} <= texts, sorted(texts)
+            cut = [n for n in names if not n.whole]
+            assert not cut, cut
             if SCREENSHOT:
                 kept = Path(SCREENSHOT)
-                for (shot, _), out in zip(shots, (kept, kept.with_stem(kept.stem + "-settings")),
-                                          strict=True):
-                    out.write_bytes(shot.read_bytes())
+                for shot, suffix in ((tmp_path / "device.png", ""),
+                                     (tmp_path / "settings.png", "-settings"),
+                                     (tmp_path / "last-command.png", "-last-command")):
+                    kept.with_stem(kept.stem + suffix).write_bytes(shot.read_bytes())
+            # The bridge's device: its figures per bus, from its state message.
+            bridge = await rec.wait_for(
+                lambda r: (st := ha_states(r, BRIDGE))
+                .get(f"sensor.{BRIDGE}_panel_meters_online") == str(len(METERS))
+                and st.get(f"sensor.{BRIDGE}_shed_meters_online") == "1" and st, 60,
+                "every meter online on the bridge's device")
+            assert bridge[f"binary_sensor.{BRIDGE}_mqtt_connection"] == "on"
+            assert json.loads(rec.last(f"hass_states/sensor/{BRIDGE}_panel_meters_online/"
+                                       "configured").payload) == len(METERS)
+            assert int(bridge[f"sensor.{BRIDGE}_panel_requests"]) > 0
+            assert int(bridge[f"sensor.{BRIDGE}_panel_read_errors"]) >= 0
+            assert f"sensor.{BRIDGE}_panel_line_use" not in bridge  # Modbus TCP: no line
+            started = datetime.fromisoformat(bridge[f"sensor.{BRIDGE}_started"])
+            assert abs((datetime.now(UTC) - started).total_seconds()) < 600
             # Rewire the wye meter as single phase from Home Assistant's select: the entities
             # of B and C go, and the last command says which system voltage fits now.
             await rec.publish("series4000/wye/set/system_type", "1-phase L-N 2-wire (10)")
-            hint = await rec.wait_for(
-                lambda r: (st := ha_states(r, "wye").get("sensor.wye_last_command"))
-                and st.startswith("system_type") and st, 30, "the system-type result")
-            assert hint.endswith("set system_voltage_v to 230 next"), hint
+            await rec.wait_for(
+                lambda r: ha_states(r, "wye").get("sensor.wye_last_command") == "ok"
+                and last_command(r, "command").startswith("system_type")
+                and last_command(r, "note"), 30,
+                "the system-type result")
+            assert last_command(rec, "note").endswith("set system_voltage_v to 230 next"), \
+                last_command(rec, "note")
             await rec.wait_for(
                 lambda r: r.last_json("series4000/wye/state")["system_type"] == 10, 20,
                 "the new system type")
+            # The state 30 s after the start (the first ones come with the start's burst of
+            # reads): messages sent, the line's use over those 30 s, in Home Assistant; then the
+            # bridge's device page.
+            settled = (await rec.wait_for(
+                lambda r: (m := r.last("series4000/bridge/state")) and m.json()["uptime_s"] >= 30
+                and m, 45, "the bridge state after 30 s")).json()
+            assert settled["mqtt"]["published"] > 0
+            assert settled["buses"]["shed"]["line_use_pct"] > 0
+            await rec.wait_for(
+                lambda r: number(st := ha_states(r, BRIDGE), "mqtt_messages")
+                == settled["mqtt"]["published"]
+                and number(st, "shed_line_use") == settled["buses"]["shed"]["line_use_pct"],
+                20, "the settled figures in Home Assistant")
+            bridge_device = await ha_frontend.render(
+                base, tokens, f"{{{{ device_id('binary_sensor.{BRIDGE}_mqtt_connection') }}}}")
+            bridge_shot = tmp_path / "bridge.png"
+            bridge_names = await ha_frontend.device_page(
+                base, tokens, f"/config/devices/device/{bridge_device}",
+                [(bridge_shot, "Device info")], ["Panel meters online", "Shed line use"])
+            assert {"Panel requests", "Shed read errors", "MQTT messages", "Started"} \
+                <= {n.text for n in bridge_names}
+            assert not [n for n in bridge_names if not n.whole], bridge_names
+            if SCREENSHOT:
+                kept = Path(SCREENSHOT)
+                kept.with_stem("ha-bridge-device").write_bytes(bridge_shot.read_bytes())
             await asyncio.sleep(8)
     finally:
         os.killpg(ha.pid, signal.SIGTERM)
@@ -237,6 +318,8 @@ async def test_home_assistant_creates_our_entities(broker: Broker, sim_factory: 
     devices = json.loads((config_dir / ".storage" / "core.device_registry").read_text())
     by_name = {d["name"]: d for d in devices["data"]["devices"]}
     bridge = by_name["Series 4000 bridge"]
+    assert bridge["sw_version"] == __version__
+    assert bridge["configuration_url"] == f"http://127.0.0.1:{web_port}/"
     assert by_name["Wye"]["via_device_id"] == bridge["id"]
     assert by_name["Wye"]["hw_version"] == f"bus panel, unit {wye_unit}"
     log = (config_dir / "home-assistant.log").read_text()

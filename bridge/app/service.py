@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from bridge.app.bridge_report import BridgeReport
 from bridge.app.inputs import AlarmChannel, PulseChannel, make_backend
 from bridge.app.status_board import InputInfo, StatusBoard
 from bridge.config import Config
@@ -106,7 +107,7 @@ class Service:
             for meter in bus.meters:
                 self.poller_of[meter.name] = poller
         self.ha_births = 0
-        self.meter_devices.announce_bridge()
+        self.meter_devices.announce_bridge(config.buses, config.web)
         self._provisional_devices()
         backend = gpio_backend
         if backend is None and (config.pulse_inputs or config.alarm_inputs):
@@ -133,23 +134,23 @@ class Service:
                 self.share, server_cfg.host, server_cfg.port,
                 ServerLimits(server_cfg.max_connections, server_cfg.passthrough_reads_per_s,
                              server_cfg.idle_timeout_s))
-        self.board: StatusBoard | None = None
+        # The status board serves the page and the bridge's own state message alike.
+        self.board = self._build_board(config)
+        self.report = BridgeReport(self.board, self.hub, self.topics,
+                                   lambda: self.link.published)
         self.web: WebServer | None = None
         if config.web is not None and config.web.enabled:
-            self._build_web(config)
+            self.web = WebServer(config.web, self.board)
         self._unknown_logged: set[str] = set()
         #: Command topics whose retained message we are clearing (their echo is not a command).
         self._clearing: set[str] = set()
 
-    def _build_web(self, config: Config) -> None:
-        assert config.web is not None
+    def _build_board(self, config: Config) -> StatusBoard:
         inputs = [*(InputInfo(p.name, "pulse", p.meter) for p in config.pulse_inputs),
                   *(InputInfo(a.name, "alarm", a.meter) for a in config.alarm_inputs)]
-        self.board = StatusBoard(self.pollers, self.hub, self.topics,
-                                 lambda: self.link.connected,
-                                 f"{config.mqtt.host}:{config.mqtt.effective_port}", inputs,
-                                 modbus_server=lambda: self.modbus_server)
-        self.web = WebServer(config.web, self.board)
+        return StatusBoard(self.pollers, self.hub, self.topics, lambda: self.link.connected,
+                           f"{config.mqtt.host}:{config.mqtt.effective_port}", inputs,
+                           modbus_server=lambda: self.modbus_server)
 
     # -- discovery ----------------------------------------------------------------------------
 
@@ -249,7 +250,9 @@ class Service:
                 tasks += [workers.create_task(supervise(f"input {c.name}", c.run),
                                               name=f"input {c.name}") for c in self.channels]
                 tasks.append(workers.create_task(self._retry_record(), name="record"))
-                if self.web is not None and self.board is not None:
+                tasks.append(workers.create_task(supervise("bridge state", self.report.run),
+                                                 name="bridge state"))
+                if self.web is not None:
                     logging.getLogger().addHandler(self.board.log_ring)
                     tasks.append(workers.create_task(supervise("status page", self.web.run),
                                                      name="status page"))
@@ -260,7 +263,7 @@ class Service:
                     await self._stop_modbus_server()
                     for task in tasks:
                         task.cancel()
-                    if self.board is not None:
+                    if self.web is not None:
                         logging.getLogger().removeHandler(self.board.log_ring)
             mqtt_done.set()
 

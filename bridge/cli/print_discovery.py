@@ -32,7 +32,7 @@ async def print_discovery(config: Config, system_type: int | None, out: TextIO,
     devices = MeterDevices(Announcer(hub, topics, mode=config.mqtt.discovery_mode,
                                      ha_version=config.mqtt.ha_version), topics,
                            Naming(config.bridge_id), profile)
-    devices.announce_bridge()
+    devices.announce_bridge(config.buses, config.web)
     failed = 0
     for bus in config.buses:
         client = BusClient(link_for(bus), timeout=bus.timeout, retries=bus.retries)

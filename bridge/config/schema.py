@@ -22,6 +22,7 @@ from pydantic import (
 
 from bridge.model.ha_release import HaVersion, parse_version
 from bridge.model.quantities import BY_KEY
+from bridge.model.topics import BRIDGE
 
 NAME_RE = re.compile(r"^[a-z0-9_]+$")
 MQTT_PORT, MQTT_TLS_PORT = 1883, 8883  # the IANA ports for MQTT and MQTT over TLS
@@ -287,7 +288,8 @@ class Config(Strict):
 
     @model_validator(mode="after")
     def _cross(self) -> Config:
-        names: dict[str, str] = {}
+        # The bridge's own topics (availability, state, commands) are <base>/bridge/...
+        names: dict[str, str] = {BRIDGE: "the bridge's own topics"}
         bus_names: set[str] = set()
         endpoints: dict[str, str] = {}
         served: dict[int, str] = {}  # the Modbus server's unit ids

@@ -13,13 +13,15 @@ Modbus TCP has no shared line, so no budget (``line_timing`` is None).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bridge.config import BusConfig
 from bridge.meters.profile import MeterProfile
 from bridge.modbus.links import char_bits, silence_s
-from bridge.model.registers import ReadBlock, plan_reads
+from bridge.model.fast_plan import coarsest_scales, fast_plan
+from bridge.model.read_limits import NOTHING_REFUSED
+from bridge.model.registers import ReadBlock, Register
 
 #: The share of the line a configuration may plan for; the rest absorbs retries and jitter.
 LIMIT = 0.97
@@ -45,6 +47,11 @@ class LineTiming:
 
     def reads_s(self, blocks: Sequence[int]) -> float:
         return sum(self.read_s(n) for n in blocks)
+
+
+#: The line that prices read plans where a bus has none (Modbus TCP): 19200 8N1, the speed
+#: the plans' gap rule was first sized for.
+REFERENCE_TIMING = LineTiming(char_bits("N", 1) / 19200, silence_s(19200, "N", 1))
 
 
 def line_timing(bus: BusConfig, reaction_s: float = DEFAULT_REACTION_S) -> LineTiming | None:
@@ -106,14 +113,16 @@ def budget(loads: Sequence[MeterLoad], timing: LineTiming, limit: float = LIMIT)
 
 
 def meter_loads(bus: BusConfig, full_blocks: Sequence[ReadBlock],
-                config_block: ReadBlock) -> list[MeterLoad]:
-    """Every meter of the bus with the given full read plan (its fast keys planned from it, as
-    the bridge plans them)."""
+                config_block: ReadBlock, integer_rows: Sequence[Register] = (),
+                scales: Mapping[int, int] | None = None) -> list[MeterLoad]:
+    """Every meter of the bus with the given full read plan, its fast keys planned from it as
+    the bridge plans them (:func:`~bridge.model.fast_plan.fast_plan`): with the profile's
+    integer rows and the meters' scale registers when they are known."""
+    timing = line_timing(bus) or REFERENCE_TIMING
     loads = []
     for m in bus.meters:
-        fast = set(m.fast_keys)
-        rows = [r for b in full_blocks for r in b.registers if r.key in fast]
-        fast_blocks = plan_reads(rows) if rows else ()
+        fast_blocks = fast_plan(full_blocks, m.fast_keys, integer_rows, scales, NOTHING_REFUSED,
+                                timing.read_s)
         loads.append(MeterLoad(m.poll_interval, m.fast_interval, m.config_interval,
                                tuple(b.count for b in full_blocks),
                                tuple(b.count for b in fast_blocks), (config_block.count,)))
@@ -134,15 +143,19 @@ class BusPlan:
                              if ld.fast_s}))
 
 
+def _widest(profile: MeterProfile) -> tuple[ReadBlock, ...]:
+    """The widest read plan a meter can have (its wiring is only known once it answers)."""
+    return max((profile.measurement_plan(st, include_uncertain=True)
+                for st in profile.system_types), key=lambda p: sum(b.count for b in p))
+
+
 def bus_plan(bus: BusConfig, profile: MeterProfile) -> BusPlan | None:
     """The budget with the widest read plan the meters can have (their wiring is only known
     once they answer); None for Modbus TCP."""
     timing = line_timing(bus)
     if timing is None:
         return None
-    widest = max((profile.measurement_plan(st, include_uncertain=True)
-                  for st in profile.system_types), key=lambda p: sum(b.count for b in p))
-    loads = meter_loads(bus, widest, profile.config_block)
+    loads = meter_loads(bus, _widest(profile), profile.config_block)
     return BusPlan(tuple(loads), timing, budget(loads, timing))
 
 
@@ -151,7 +164,21 @@ def planned(bus: BusConfig, profile: MeterProfile) -> str | None:
     plan = bus_plan(bus, profile)
     if plan is None:
         return None
-    return describe(bus, plan.loads, plan.timing, plan.result)
+    loads, timing = plan.loads, plan.timing
+    text = describe(bus, loads, timing, plan.result)
+    # The meters' scale registers are only known once they answer: the line above plans the
+    # floats; say what the integer reads would give where the scales are fine enough.
+    coarsest = coarsest_scales(profile.fast_integer_rows)
+    fine = meter_loads(bus, _widest(profile), profile.config_block, profile.fast_integer_rows,
+                       coarsest)
+    if [ld.fast_blocks for ld in fine] != [ld.fast_blocks for ld in loads]:
+        result = budget(fine, timing)
+        fast = sorted({ld.fast_s * result.fast_stretch for ld in fine if ld.fast_s})
+        keys = ", ".join(sorted({r.key for r in profile.fast_integer_rows if r.key}))
+        scales = ", ".join(f"register {reg} <= {s}" for reg, s in sorted(coarsest.items()))
+        text += (f"\n  with {keys} read as the integer where a meter's scale allows it "
+                 f"({scales}): {result.share:.0%}, the fast tier every {_seconds(fast, 2)}")
+    return text
 
 
 def describe(bus: BusConfig, loads: Sequence[MeterLoad], timing: LineTiming,

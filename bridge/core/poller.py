@@ -19,13 +19,13 @@ import json
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 
 from bridge.config import BusConfig, PublishConfig
 from bridge.core.availability import Availability
-from bridge.core.budget import bus_plan
+from bridge.core.budget import REFERENCE_TIMING, bus_plan, line_timing
 from bridge.core.commands import CommandRequest, Outcome, execute
-from bridge.core.publishing import DEFAULT_DEADBANDS, hold, should_publish
+from bridge.core.publishing import DEFAULT_DEADBANDS, hold, per_key, should_publish
 from bridge.core.runtime import MeterRuntime, apply_setup, ingest, learn, state_of
 from bridge.core.schedule import (
     Cursor,
@@ -37,15 +37,16 @@ from bridge.core.schedule import (
     rotations,
     slot_read,
 )
-from bridge.core.wiring import observe_wiring
+from bridge.core.wiring import check_due, observe_wiring
 from bridge.errors import DecodeError, ModbusError
 from bridge.meters.profile import MeterProfile, MeterSetup
 from bridge.modbus.client import BusClient
-from bridge.modbus.reader import decode_answers, read_identity, read_planned, read_setup
+from bridge.modbus.reader import read_identity, read_planned, read_setup
 from bridge.model.naming import Naming
 from bridge.model.read_limits import ReadLimits
 from bridge.model.registers import ReadBlock
 from bridge.model.topics import OFFLINE, ONLINE, Topics
+from bridge.model.values import Number
 from bridge.mqtt.hub import AVAILABILITY, STATE, Hub
 
 log = logging.getLogger(__name__)
@@ -70,13 +71,14 @@ class BusPoller:
         self.hub = hub
         self.topics = topics
         self.publish_cfg = publish_cfg
-        self.deadbands = {**DEFAULT_DEADBANDS, **publish_cfg.deadband}
+        self.deadbands = per_key({**DEFAULT_DEADBANDS, **publish_cfg.deadband})
         self.on_components = on_components
         self.clock = clock
         now = clock()
+        timing = line_timing(bus_cfg) or REFERENCE_TIMING
         self.meters = {
             m.name: MeterRuntime(m, naming.node_id(m.name), profile, due={"init": now},
-                                 backoff=bus_cfg.backoff_s)
+                                 backoff=bus_cfg.backoff_s, timing=timing)
             for m in bus_cfg.meters
         }
         plan = bus_plan(bus_cfg, profile)
@@ -254,10 +256,11 @@ class BusPoller:
             self.on_components(rt)
 
     async def _read(self, rt: MeterRuntime, blocks: tuple[ReadBlock, ...], full: bool) -> None:
-        """Read the blocks; decoding and publishing run while the next request is on the
-        wire (the bus task goes straight on to it), so the line does not wait for them."""
+        """Read and decode the blocks (a reply that does not decode counts as a failed read),
+        fold the values in and publish. All of it runs inside the t3.5 silence the line must
+        keep before the next request anyway (the client waits only for what is left of it), so
+        the line does not wait for it, and no extra turn of the event loop is spent on it."""
         assert rt.setup is not None
-        scales = rt.setup.scales
         started = self.clock()
         answers = await read_planned(self.client, rt.cfg.unit, blocks, rt.limits)
         now = self.clock()
@@ -268,7 +271,12 @@ class BusPoller:
         rt.polls += 1
         if answers.limits != rt.limits:
             self._learn(rt, answers.limits)
-        asyncio.get_running_loop().call_soon(self._process, rt, answers.blocks, scales, full)
+        decoded = rt.decoder.decode(answers.blocks)
+        if rt.online:
+            self._process(rt, decoded, full)
+        else:
+            # Coming (back) online: ``_init`` publishes the availability first, then the state.
+            asyncio.get_running_loop().call_soon(self._process, rt, decoded, full)
 
     def _learn(self, rt: MeterRuntime, limits: ReadLimits) -> None:
         """The meter refused part of a read: read around it from now on."""
@@ -279,20 +287,24 @@ class BusPoller:
         if rt.valid != valid:
             self._announce(rt)
 
-    def _process(self, rt: MeterRuntime, answers: Sequence[tuple[ReadBlock, Sequence[int]]],
-                 scales: Mapping[int, int], full: bool) -> None:
+    def _process(self, rt: MeterRuntime, decoded: Mapping[str, Number | None],
+                 full: bool) -> None:
         try:
-            decoded = decode_answers(answers, scales)
-        except DecodeError as exc:
-            self._failed(rt, "full" if full else "fast", exc)
-            return
+            self._fold_in(rt, decoded, full)
+        except Exception:  # a publishing bug must not stop the bus, nor count as a failed read
+            log.exception("%s: processing a read failed", rt.name)
+
+    def _fold_in(self, rt: MeterRuntime, decoded: Mapping[str, Number | None],
+                 full: bool) -> None:
         changed, dropped = ingest(rt, decoded, full)
         if changed:
             self._announce(rt)
         for drop in dropped:
             log.warning("%s: %s read %s, lower than the last published %s; not published",
                         rt.name, drop.key, drop.value, drop.floor)
-        if full:
+        if full and rt.last_read_at is not None \
+                and check_due(rt.wiring_checked_at, rt.last_read_at):
+            rt.wiring_checked_at = rt.last_read_at
             observe_wiring(rt)
         self.publish_state(rt)
         if full:

@@ -39,6 +39,12 @@ def deadband_for(key: str, deadbands: Mapping[str, float]) -> float:
     return 0.0
 
 
+def per_key(deadbands: Mapping[str, float]) -> dict[str, float]:
+    """``deadbands`` with every known key's own entry resolved (:func:`deadband_for` then finds
+    it at the first look: the publish path checks every key of every state)."""
+    return {**deadbands, **{key: deadband_for(key, deadbands) for key in BY_KEY}}
+
+
 def hold(last: Mapping[str, StateValue] | None, new: Mapping[str, StateValue],
          deadbands: Mapping[str, float]) -> dict[str, StateValue]:
     """``new`` with every number that moved no more than its deadband at its last published

@@ -13,9 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from bridge.config import MeterConfig
+from bridge.core.budget import REFERENCE_TIMING, LineTiming
 from bridge.core.publishing import AvailabilityGate
 from bridge.meters.findings import FindingHold, state_keys
 from bridge.meters.profile import Identity, MeterProfile, MeterSetup, meter_state
+from bridge.model.decode_plan import EMPTY, DecodePlan, compile_plan
+from bridge.model.fast_plan import fast_plan
 from bridge.model.read_limits import NOTHING_REFUSED, ReadLimits, absent_keys, describe, plan
 from bridge.model.registers import ReadBlock
 from bridge.model.values import Dropped, Number, StateValue, sanitize
@@ -37,6 +40,8 @@ class MeterRuntime:
     valid: frozenset[str] = frozenset()
     full_blocks: tuple[ReadBlock, ...] = ()
     fast_blocks: tuple[ReadBlock, ...] = ()
+    #: The full and fast blocks compiled under the set-up's scale registers.
+    decoder: DecodePlan = EMPTY
     values: dict[str, Number] = field(default_factory=dict)
     #: The last published value of every accumulator (never publish lower).
     floors: dict[str, Number] = field(default_factory=dict)
@@ -68,8 +73,12 @@ class MeterRuntime:
     words: dict[int, tuple[tuple[int, ...], float]] = field(default_factory=dict)
     #: What the meter refused (long reads, registers it lacks), kept while the bridge runs.
     limits: ReadLimits = NOTHING_REFUSED
-    #: The wiring check's findings (``core.wiring``).
+    #: The wiring check's findings (``core.wiring``), and when it last ran (monotonic clock).
     wiring: FindingHold = field(default_factory=FindingHold)
+    wiring_checked_at: float | None = None
+    #: The bus line's timing, which prices the fast tier's read plans (Modbus TCP: the
+    #: reference line).
+    timing: LineTiming = REFERENCE_TIMING
 
     @property
     def name(self) -> str:
@@ -88,6 +97,10 @@ def apply_setup(rt: MeterRuntime, setup: MeterSetup) -> bool:
             log.info("%s: the meter counted a reset of %s", rt.name, ", ".join(sorted(released)))
     rt.setup = setup
     if old is not None and old.system_type == setup.system_type:
+        if old.scales != setup.scales:
+            # A new CT or PT size: integer rows decode with the new exponents, and the fast
+            # tier's choice between integer and float is made again.
+            replan(rt)
         return False
     if old is not None:
         log.warning("%s: system type changed %s -> %s", rt.name, old.system_type,
@@ -108,9 +121,9 @@ def replan(rt: MeterRuntime) -> None:
     # Keys whose registers the meter does not have are absent: neither published nor announced.
     rt.valid = rt.profile.valid_keys(st, rt.reported) - absent_keys(rt.limits, rows)
     rt.full_blocks = plan(rows, rt.limits)
-    fast = set(rt.cfg.fast_keys)
-    fast_rows = [r for b in rt.full_blocks for r in b.registers if r.key in fast]
-    rt.fast_blocks = plan(fast_rows, rt.limits) if fast_rows else ()
+    rt.fast_blocks = fast_plan(rt.full_blocks, rt.cfg.fast_keys, rt.profile.fast_integer_rows,
+                               rt.setup.scales, rt.limits, rt.timing.read_s)
+    rt.decoder = compile_plan((*rt.full_blocks, *rt.fast_blocks), rt.setup.scales)
     rt.values = {k: v for k, v in rt.values.items() if k in rt.valid}
 
 

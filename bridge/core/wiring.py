@@ -1,5 +1,5 @@
-"""The commissioning check in the running bridge: the profile's wiring rules over every full
-read.
+"""The commissioning check in the running bridge: the profile's wiring rules over the full reads,
+at most one a second per meter (:func:`check_due`).
 
 A finding is held for a few reads before it is reported and before it is cleared
 (``meters.findings.hold_step``); the log says each new finding once, with its fix, and says
@@ -14,6 +14,17 @@ from bridge.core.runtime import MeterRuntime
 from bridge.meters.findings import hold_step
 
 log = logging.getLogger(__name__)
+
+#: The least time between two checks of a meter. A wiring fault is a matter of minutes, not of
+#: reads: under continuous polling (``poll_interval: 0``, several full reads a second) checking
+#: every read would cost as much CPU as decoding it; at a poll interval of a second or more
+#: every full read is still checked.
+CHECK_INTERVAL_S = 1.0
+
+
+def check_due(last_checked: float | None, now: float) -> bool:
+    """Whether a full read at ``now`` gets the wiring check (None: never checked)."""
+    return last_checked is None or now - last_checked >= CHECK_INTERVAL_S
 
 
 def observe_wiring(rt: MeterRuntime) -> None:

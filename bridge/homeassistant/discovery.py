@@ -35,13 +35,16 @@ class DeviceInfo:
     suggested_area: str | None = None
     #: The node id of the device this one is reached through (the bridge).
     via_device: str | None = None
+    #: The device page's "Visit" link (the bridge's status page).
+    configuration_url: str | None = None
 
     def block(self) -> dict[str, Any]:
         out: dict[str, Any] = {"identifiers": [self.node_id], "name": self.name,
                                "manufacturer": self.manufacturer, "model": self.model}
         optional = (("sw_version", self.sw_version), ("serial_number", self.serial),
                     ("hw_version", self.hw_version), ("suggested_area", self.suggested_area),
-                    ("via_device", self.via_device))
+                    ("via_device", self.via_device),
+                    ("configuration_url", self.configuration_url))
         out.update((key, value) for key, value in optional if value)
         return out
 

@@ -127,11 +127,18 @@ def _problem(info_codes: tuple[str, ...]) -> EntityDescription:
     return EntityDescription("problem", "binary_sensor", _always, build)
 
 
-#: The result of the last command as one line (Home Assistant keeps at most 255 characters).
-LAST_COMMAND_TEMPLATE = (
-    "{{ (value_json.setting ~ ' ' ~ value_json.requested ~ "
-    "(' ok' if value_json.ok else ' refused: ' ~ value_json.error) ~ "
-    "('; ' ~ value_json.note if value_json.get('note') else ''))[:255] }}")
+#: The state of Last command: one word, so that the device page keeps room for the entity's
+#: name (a sentence there squeezes the name to its first letter).
+LAST_COMMAND_TEMPLATE = "{{ 'ok' if value_json.ok else 'refused' }}"
+#: What the command was, the meter's value after it and, when there is one, why it was refused
+#: and what to do next, as attributes (the more-info dialog lists them; each at most 255
+#: characters, as for a state).
+LAST_COMMAND_ATTRIBUTES = (
+    "{% set a = {'command': (value_json.setting ~ ' ' ~ value_json.requested)[:255], "
+    "'meter_value': value_json.value} %}"
+    "{% if value_json.error %}{% set a = dict(a, reason=value_json.error[:255]) %}{% endif %}"
+    "{% if value_json.get('note') %}{% set a = dict(a, note=value_json.note[:255]) %}"
+    "{% endif %}{{ a | tojson }}")
 
 
 def _last_command() -> EntityDescription:
@@ -140,7 +147,8 @@ def _last_command() -> EntityDescription:
         return {"name": "Last command", "unique_id": uid, "entity_category": "diagnostic",
                 "icon": "mdi:console-line", "state_topic": topics.result,
                 "value_template": LAST_COMMAND_TEMPLATE,
-                "json_attributes_topic": topics.result}
+                "json_attributes_topic": topics.result,
+                "json_attributes_template": LAST_COMMAND_ATTRIBUTES}
     return EntityDescription("last_command", "sensor", _always, build)
 
 

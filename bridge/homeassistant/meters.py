@@ -1,18 +1,19 @@
 """A meter as a Home Assistant device: its device block and the entities its set-up gives it.
 
 Used by the service and by ``print-discovery``, so what the command prints is what the service
-publishes. Every meter hangs from the bridge's own device (``via_device``), which shows whether
-the bridge is connected and its version.
+publishes. Every meter hangs from the bridge's own device (``via_device``,
+:mod:`bridge.homeassistant.bridge_device`).
 """
 
 from __future__ import annotations
 
-from bridge import __version__
-from bridge.config import MeterConfig
+from collections.abc import Sequence
+
+from bridge.config import BusConfig, MeterConfig, WebConfig
 from bridge.homeassistant.announce import Announcer
+from bridge.homeassistant.bridge_device import bridge_components, bridge_device
 from bridge.homeassistant.discovery import DeviceInfo
 from bridge.homeassistant.entities import (
-    Component,
     MeterContext,
     MeterTopics,
     components,
@@ -20,11 +21,10 @@ from bridge.homeassistant.entities import (
 )
 from bridge.meters.profile import MeterProfile
 from bridge.model.naming import Naming, display_name
-from bridge.model.topics import BRIDGE, OFFLINE, ONLINE, Topics
+from bridge.model.topics import BRIDGE, Topics
 
 #: The announcer part that holds a meter's own entities (inputs linked to it add theirs).
 METER_PART = "meter"
-BRIDGE_NAME = "Series 4000 bridge"
 
 
 def meter_context(meter: MeterConfig, system_type: int, valid: frozenset[str],
@@ -53,17 +53,14 @@ class MeterDevices:
     def bridge_node_id(self) -> str:
         return self.naming.node_id(BRIDGE)
 
-    def announce_bridge(self) -> None:
-        """The bridge's own device (before any meter, so that their ``via_device`` exists)."""
+    def announce_bridge(self, buses: Sequence[BusConfig], web: WebConfig | None = None) -> None:
+        """The bridge's own device (before any meter, so that their ``via_device`` exists), with
+        its figures for the configured buses."""
         node_id = self.bridge_node_id
-        device = DeviceInfo(node_id, BRIDGE_NAME, "series4000-bridge",
-                            self.profile.manufacturer, sw_version=__version__)
+        device = bridge_device(node_id, self.profile.manufacturer, web)
         self.announcer.set_device(device, [], self.topics.bridge_availability)
-        self.announcer.set_part(node_id, METER_PART, {"connected": Component(
-            "connected", "binary_sensor", {
-                "name": "MQTT connection", "unique_id": f"{node_id}_connected",
-                "device_class": "connectivity", "entity_category": "diagnostic",
-                "payload_on": ONLINE, "payload_off": OFFLINE})})
+        self.announcer.set_part(node_id, METER_PART,
+                                bridge_components(node_id, buses, self.topics))
         self.announcer.announce(node_id)
 
     def set_device(self, meter: MeterConfig, bus: str, firmware: str | None = None) -> str:

@@ -153,6 +153,12 @@ class MeterProfile(Protocol):
         """Every register of the meter's point map (what ``read --raw`` dumps)."""
 
     @property
+    def fast_integer_rows(self) -> tuple[Register, ...]:
+        """Scaled integer rows that carry a measurement key in fewer registers than its float:
+        the fast tier reads one instead when its resolution under the meter's scale registers
+        is at least as fine as the published one (``bridge.core.fast_plan``)."""
+
+    @property
     def command_register(self) -> int:
         """The register the commands' values are written to."""
 

@@ -164,6 +164,11 @@ def published_decimals(q: Quantity) -> int:
     return q.precision + 1
 
 
+def published_resolution(key: str) -> float:
+    """The step between two published values of ``key`` in its unit (0.1 for watts)."""
+    return 10.0 ** -published_decimals(quantity(key))
+
+
 def rounded(key: str, value: float) -> float:
     """``value`` at the resolution published for ``key`` (unknown keys unchanged)."""
     q = BY_KEY.get(key)

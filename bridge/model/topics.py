@@ -18,6 +18,11 @@ class Topics:
         return f"{self.base}/{BRIDGE}/availability"
 
     @property
+    def bridge_state(self) -> str:
+        """The bridge's own figures (retained JSON; :mod:`bridge.core.bridge_state`)."""
+        return f"{self.base}/{BRIDGE}/state"
+
+    @property
     def set_wildcard(self) -> str:
         return f"{self.base}/+/set/+"
 

@@ -10,14 +10,17 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from math import isfinite
 
-from bridge.model.quantities import BY_KEY, rounded
+from bridge.model.quantities import BY_KEY, published_decimals
 
 Number = int | float
 StateValue = Number | str | list[str]
 
 #: Accumulators: the never-lower rule applies to these keys.
 MONOTONIC = frozenset(q.key for q in BY_KEY.values() if q.monotonic)
+#: Decimals published per key (:func:`~bridge.model.quantities.rounded`, looked up once).
+_DECIMALS = {q.key: published_decimals(q) for q in BY_KEY.values()}
 
 
 def is_number(value: object) -> bool:
@@ -50,10 +53,16 @@ def sanitize(
     new_floors = dict(floors)
     dropped: list[Dropped] = []
     for key, value in values.items():
-        if key not in valid or value is None or not is_number(value):
+        if value is None or key not in valid:
             continue
-        if isinstance(value, float):
-            value = rounded(key, value)
+        if value.__class__ is float:  # the common case, checked without is_number's calls
+            if not isfinite(value):
+                continue
+            decimals = _DECIMALS.get(key)
+            if decimals is not None:
+                value = round(value, decimals)
+        elif not is_number(value):
+            continue
         if key in MONOTONIC:
             floor = floors.get(key)
             if floor is not None and value < floor and key not in resets:

@@ -188,20 +188,9 @@ async def main(quick: bool, repeats: int) -> Result:
             "live_rate_ratio": round(dead["polls_per_s"] / 9 / (alive["polls_per_s"] / 10), 3),
         }
         print(f"dead meter: sweep {alive['sweep_s']} -> {dead['sweep_s']} s", flush=True)
-        cpu_baud, cpu_meters = 115200, 10
-        bridge = await repeat(repeats, lambda: utilisation(broker, cpu_baud, cpu_meters, window))
-        bare = await repeat(repeats, lambda: bare_cpu(cpu_baud, cpu_meters, window))
-        quiet = await repeat(repeats, lambda: utilisation(None, cpu_baud, cpu_meters, window))
-        results["cpu"] = {
-            "bridge_cpu_s_per_1000_polls": bridge["cpu_s_per_1000_polls"],
-            "bridge_without_mqtt_cpu_s_per_1000_polls": quiet["cpu_s_per_1000_polls"],
-            "bare_pymodbus_cpu_s_per_1000_polls": bare["cpu_s_per_1000_polls"],
-            "ratio": round(bridge["cpu_s_per_1000_polls"] / bare["cpu_s_per_1000_polls"], 3),
-            "ratio_without_mqtt": round(quiet["cpu_s_per_1000_polls"]
-                                        / bare["cpu_s_per_1000_polls"], 3),
-            "mqtt_messages_per_poll": bridge["mqtt_messages_per_poll"],
-            "baud": cpu_baud, "meters": cpu_meters,
-        }
+        from tests.bench.cpu import cpu_case  # it builds on this module's cases
+
+        results["cpu"] = await cpu_case(broker, window, repeats)
         print(f"cpu: bridge {results['cpu']['ratio']}x a bare pymodbus loop", flush=True)
         results["mqtt"] = {
             "no_deadband": await repeat(repeats, lambda: mqtt_per_poll(broker, window, {})),
@@ -292,7 +281,8 @@ def table(results: Result) -> str:
         f"messages per poll), the bridge with MQTT unreachable "
         f"{cpu['bridge_without_mqtt_cpu_s_per_1000_polls']} s, a bare pymodbus loop "
         f"{cpu['bare_pymodbus_cpu_s_per_1000_polls']} s: {cpu['ratio']:.2f}x "
-        f"({cpu['ratio_without_mqtt']:.2f}x without MQTT)",
+        f"({cpu['ratio_without_mqtt']:.2f}x without MQTT; medians of {len(cpu['rounds'])} "
+        f"rounds, each against its own bare loop; 1-min load {cpu['load_average_1min']})",
         tiered.line(t40),
         tiered.line(tr),
         f"- memory with {tr['meters']} meters: {tr['rss_mb']} MB resident, growth "

@@ -46,6 +46,7 @@ class Series4000Profile:
     settings: tuple[Setting, ...] = points.SETTINGS
     commands: tuple[Command, ...] = points.COMMANDS
     register_map: tuple[Register, ...] = points.ALL_REGISTERS
+    fast_integer_rows: tuple[Register, ...] = points.FAST_INTEGER_ROWS
     reset_count_wait_s: float = rules.RESET_COUNT_WAIT_S
     wiring_info_codes: tuple[str, ...] = wiring_basis.INFO_CODES
 
