@@ -8,7 +8,15 @@ import pytest
 import yaml
 
 from bridge.config import parse_config
-from bridge.core.budget import LineTiming, MeterLoad, budget, describe, line_timing
+from bridge.core.budget import (
+    LineTiming,
+    MeterLoad,
+    budget,
+    bus_plan,
+    describe,
+    line_timing,
+)
+from bridge.meters.series4000 import PROFILE
 from tests.conftest import run_cli
 
 #: 19200 8N1: 10 bits a character, t3.5 of 3.5 characters, 1.1 ms reaction.
@@ -100,3 +108,21 @@ async def test_check_config_prints_the_budget(tmp_path: Path, meters: int, fast_
     code, out, _ = await run_cli("check-config", str(path))
     assert code == 0
     assert f"  {expected}" in out
+
+
+@pytest.mark.parametrize(("meters", "fast_s", "full_s", "stretch", "achievable"), [
+    (40, 0.9, 29, 1.0, (0.9,)),
+    (63, 1.0, 30, 1.108, (1.108,)),  # the figure check-config prints as "at best 1.11 s"
+])
+def test_bus_plan_gives_the_achievable_fast_period(meters: int, fast_s: float, full_s: float,
+                                                   stretch: float,
+                                                   achievable: tuple[float, ...]) -> None:
+    config = parse_config({"buses": [{
+        "name": "panel", "transport": "rtu_over_tcp", "host": "127.0.0.1", "baudrate": 19200,
+        "meters": [{"name": f"m{u}", "unit": u, "poll_interval": full_s,
+                    "fast_interval": fast_s, "fast_keys": ["power_w"], "config_interval": 600}
+                   for u in range(1, meters + 1)]}]}, env={})
+    plan = bus_plan(config.buses[0], PROFILE)
+    assert plan is not None
+    assert plan.result.fast_stretch == pytest.approx(stretch, abs=5e-4)
+    assert plan.achievable_fast_s() == pytest.approx(achievable, abs=5e-4)

@@ -153,7 +153,7 @@ async def test_a_reply_that_does_not_decode_counts_towards_offline_after() -> No
     clock = Clock()
     poller, client, _, _ = make_poller([meter("m", 1, poll_interval=1)], clock=clock,
                                           offline_after=3)
-    garbling = Garbling(client.meters)
+    garbling = Garbling(client.meters, clock)
     poller.client = garbling  # type: ignore[assignment]
     rt = poller.meters["m"]
     await run_until(poller, clock, clock.now + 0.1)
@@ -161,7 +161,7 @@ async def test_a_reply_that_does_not_decode_counts_towards_offline_after() -> No
     garbling.garble = True
     seen: list[tuple[int, bool]] = []
     for _ in range(3):
-        await run_until(poller, clock, rt.due["full"])
+        await run_until(poller, clock, clock.now + 1.0)  # the meter's next slot
         seen.append((rt.failures, rt.online))
     assert seen == [(1, True), (2, True), (3, False)]
     assert "returned 89" in (rt.last_error or "")

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from bridge.config import parse_config
+from bridge.core.budget import LineTiming
 from bridge.core.poller import BusPoller, CommandRequest
 from bridge.core.publishing import DEFAULT_DEADBANDS
 from bridge.errors import ModbusExceptionReply, ModbusTimeout
@@ -33,12 +34,20 @@ class Clock:
 
 
 class ImageClient:
-    """The BusClient interface over simulated meters' register images (no transport)."""
+    """The BusClient interface over simulated meters' register images (no transport).
 
-    def __init__(self, meters: dict[int, SimulatedMeter]) -> None:
+    With ``line`` set, every read moves the clock on by the line time it would take (answered
+    or timed out: ``timeout_s``), and ``at`` holds when each logged request ended.
+    """
+
+    def __init__(self, meters: dict[int, SimulatedMeter], clock: Clock) -> None:
         self.meters = meters
+        self.clock = clock
         self.dead: set[int] = set()
         self.log: list[tuple[str, int, int, int]] = []
+        self.at: list[float] = []
+        self.line: LineTiming | None = None
+        self.timeout_s = 0.1
 
     def _meter(self, unit: int, what: str) -> SimulatedMeter:
         if unit in self.dead or unit not in self.meters:
@@ -48,6 +57,10 @@ class ImageClient:
     async def read_registers(self, unit: int, address: int, count: int, function: int = 3,
                              retries: int | None = None) -> list[int]:
         self.log.append(("read", unit, address + 1, count))
+        if self.line is not None:
+            dead = unit in self.dead or unit not in self.meters
+            self.clock.now += self.timeout_s if dead else self.line.read_s(count)
+        self.at.append(self.clock.now)
         sim = self._meter(unit, "read")
         sim.tick()  # time moves for the meter as it does in the simulator's server
         image = sim.registers()
@@ -84,7 +97,7 @@ def make_poller(meters: list[dict[str, Any]], *, clock: Clock, frozen: bool = Tr
                                       clock=clock) for m in meters}
     for m in config.buses[0].meters:
         assert m.unit in sims
-    client = ImageClient(sims)
+    client = ImageClient(sims, clock)
     hub = Hub()
     sent: list[tuple[str, str]] = []
     hub.observers.append(lambda topic, payload, retain: sent.append((topic, payload)))
@@ -99,6 +112,8 @@ async def run_until(poller: BusPoller, clock: Clock, until: float) -> None:
         wait = await poller.step()
         await asyncio.sleep(0)  # decoding and publishing run right after each read
         if wait == 0.0:
+            if clock.now > until:
+                return  # reads that take line time moved the clock past it
             continue
         if wait is None or clock.now + wait > until:
             clock.now = until
@@ -143,7 +158,7 @@ async def test_a_meter_goes_offline_only_after_offline_after_failed_cycles() -> 
     client.dead.add(1)
     seen = []
     for _ in range(3):
-        await run_until(poller, clock, rt.due["full"])
+        await run_until(poller, clock, clock.now + 1.0)  # the meter's next slot
         seen.append((rt.failures, rt.online))
     assert seen == [(1, True), (2, True), (3, False)]
     assert "full" not in rt.due and "init" in rt.due  # probed with back-off from now on
@@ -158,7 +173,9 @@ async def test_fast_and_full_tiers_keep_their_periods() -> None:
     full = [entry for entry in client.log if entry[0] == "read" and entry[3] > 50]
     fast = [entry for entry in client.log if entry[0] == "read" and entry[3] == 2]
     assert len(full) == 1 + 4  # the first read, then every 5 s
-    assert 14 <= len(fast) <= 16  # every 1 s, except when a full read refreshed the keys
+    # In every 1 s slot from the start (the first right after the first reads), except the
+    # four that read everything.
+    assert len(fast) == 21 - 4
     assert all(entry[2] == 261 for entry in fast)  # the float of total power only
 
 

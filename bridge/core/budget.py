@@ -129,20 +129,48 @@ def meter_loads(bus: BusConfig, full_blocks: Sequence[ReadBlock],
     return loads
 
 
-def planned(bus: BusConfig, profile: MeterProfile) -> str | None:
-    """``check-config``'s line for a bus, with the widest read plan the meters can have (their
-    wiring is only known once they answer); None for Modbus TCP."""
+@dataclass(frozen=True, slots=True)
+class BusPlan:
+    """A bus's budget with what it was computed from."""
+
+    loads: tuple[MeterLoad, ...]
+    timing: LineTiming
+    result: Budget
+
+    def achievable_fast_s(self) -> tuple[float, ...]:
+        """The fast periods the line can keep (the configured ones when they fit)."""
+        return tuple(sorted({ld.fast_s * self.result.fast_stretch for ld in self.loads
+                             if ld.fast_s}))
+
+
+def _widest(profile: MeterProfile) -> tuple[ReadBlock, ...]:
+    """The widest read plan a meter can have (its wiring is only known once it answers)."""
+    return max((profile.measurement_plan(st, include_uncertain=True)
+                for st in profile.system_types), key=lambda p: sum(b.count for b in p))
+
+
+def bus_plan(bus: BusConfig, profile: MeterProfile) -> BusPlan | None:
+    """The budget with the widest read plan the meters can have (their wiring is only known
+    once they answer); None for Modbus TCP."""
     timing = line_timing(bus)
     if timing is None:
         return None
-    widest = max((profile.measurement_plan(st, include_uncertain=True)
-                  for st in profile.system_types), key=lambda p: sum(b.count for b in p))
-    loads = meter_loads(bus, widest, profile.config_block)
-    text = describe(bus, loads, timing, budget(loads, timing))
+    loads = meter_loads(bus, _widest(profile), profile.config_block)
+    return BusPlan(tuple(loads), timing, budget(loads, timing))
+
+
+def planned(bus: BusConfig, profile: MeterProfile) -> str | None:
+    """``check-config``'s line for a bus; None for Modbus TCP."""
+    plan = bus_plan(bus, profile)
+    if plan is None:
+        return None
+    loads, timing = plan.loads, plan.timing
+    text = describe(bus, loads, timing, plan.result)
     # The meters' scale registers are only known once they answer: the line above plans the
     # floats; say what the integer reads would give where the scales are fine enough.
     coarsest = coarsest_scales(profile.fast_integer_rows)
-    fine = meter_loads(bus, widest, profile.config_block, profile.fast_integer_rows, coarsest)
+    fine = meter_loads(bus, _widest(profile), profile.config_block, profile.fast_integer_rows,
+                       coarsest)
     if [ld.fast_blocks for ld in fine] != [ld.fast_blocks for ld in loads]:
         result = budget(fine, timing)
         fast = sorted({ld.fast_s * result.fast_stretch for ld in fine if ld.fast_s})

@@ -141,8 +141,8 @@ async def execute(bus: BusTask, rt: MeterRuntime, req: CommandRequest) -> Outcom
     report(parsed.setting, parsed.requested, error is None, value, error, note or None)
     # Show the new set-up now, and read the measurements under it soon.
     bus.publish_state(rt, force=True)
-    if "full" in rt.due:
-        rt.due["full"] = min(rt.due["full"], bus.clock())
+    if "init" not in rt.due:
+        rt.due["full"] = bus.clock()  # in the meter's next slot
     return Outcome.DONE if error is None else Outcome.FAILED
 
 

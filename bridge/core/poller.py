@@ -1,13 +1,14 @@
-"""One task per bus: commands first, then whichever read is due, one transaction at a time.
+"""One task per bus: commands first, then the reads in their turn, one transaction at a time.
 
-Per meter the poller keeps a schedule of four tasks: ``init`` (configuration block, identity,
+Per meter the poller runs four kinds of read: ``init`` (configuration block, identity,
 a first full read that also settles the uncertain quantities), ``config`` (the configuration
-block every ``config_interval``), ``full`` (every valid measurement every ``poll_interval``)
-and, when configured, ``fast`` (a short read of ``fast_keys`` every ``fast_interval``). The task
-with the earliest due time runs next, so on a saturated bus the meters take turns. A meter that
-fails ``offline_after`` cycles in a row goes offline and is probed again with exponential
-back-off, one request without retries per probe, so it costs the other meters at most one
-timeout per back-off period.
+block every ``config_interval``), ``full`` (every valid measurement, at least every
+``poll_interval``) and, when configured, ``fast`` (a short read of ``fast_keys`` every
+``fast_interval``). The first and set-up reads run when due; the full and fast reads take
+their turns in fixed rotations (:mod:`bridge.core.schedule`), each tier spread evenly over its
+period. A meter that fails ``offline_after`` cycles in a row goes offline and is probed again
+with exponential back-off, one request without retries per probe, so it costs the other meters
+at most one timeout per back-off period.
 """
 
 from __future__ import annotations
@@ -16,15 +17,26 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 
 from bridge.config import BusConfig, PublishConfig
 from bridge.core.availability import Availability
-from bridge.core.budget import REFERENCE_TIMING, line_timing
+from bridge.core.budget import REFERENCE_TIMING, bus_plan, line_timing
 from bridge.core.commands import CommandRequest, Outcome, execute
 from bridge.core.publishing import DEFAULT_DEADBANDS, hold, per_key, should_publish
 from bridge.core.runtime import MeterRuntime, apply_setup, ingest, learn, state_of
+from bridge.core.schedule import (
+    Cursor,
+    Rotation,
+    Tiers,
+    advance,
+    catch_up,
+    pick,
+    rotations,
+    slot_read,
+)
 from bridge.core.wiring import check_due, observe_wiring
 from bridge.errors import DecodeError, ModbusError
 from bridge.meters.profile import MeterProfile, MeterSetup
@@ -69,6 +81,14 @@ class BusPoller:
                                  backoff=bus_cfg.backoff_s, timing=timing)
             for m in bus_cfg.meters
         }
+        plan = bus_plan(bus_cfg, profile)
+        #: The bus's rotations and where each stands; a meter keeps its place for good.
+        self.rotations: tuple[Rotation, ...] = rotations(
+            [Tiers(m.name, m.poll_interval, m.fast_interval) for m in bus_cfg.meters],
+            1.0 if plan is None else plan.result.fast_stretch)
+        self.cursors = [Cursor(0, 0, now) for _ in self.rotations]
+        #: When each meter last read everything.
+        self.full_at: dict[str, float] = {}
         self.availability = Availability(self._publish_availability)
         self._wake = asyncio.Event()
         self.commands: asyncio.Queue[CommandRequest | BusJob] = \
@@ -88,16 +108,13 @@ class BusPoller:
         self._wake.set()
         return True
 
-    def _next_due(self) -> tuple[MeterRuntime | None, str, float]:
-        best: tuple[MeterRuntime | None, str, float] = (None, "", float("inf"))
-        for rt in self.meters.values():
+    def _timed(self) -> Iterator[tuple[str, str, float]]:
+        for name, rt in self.meters.items():
             for task, due in rt.due.items():
-                if due < best[2]:
-                    best = (rt, task, due)
+                yield name, task, due
             flush_at = self.availability.flush_due(rt)
-            if flush_at is not None and flush_at < best[2]:
-                best = (rt, "flush", flush_at)
-        return best
+            if flush_at is not None:
+                yield name, "flush", flush_at
 
     async def run(self) -> None:
         """Poll until cancelled."""
@@ -133,14 +150,40 @@ class BusPoller:
             else:
                 await request()
             return 0.0
-        rt, task, due = self._next_due()
-        if rt is None:
-            return None
-        delay = due - self.clock()
-        if delay > 0:
-            return delay
-        await self._run_task(rt, task)
+        now = self.clock()
+        self.cursors = [catch_up(r, c, now) for r, c in zip(self.rotations, self.cursors,
+                                                             strict=True)]
+        # A rotation none of whose meters is polled has nothing to do: its slots would pass
+        # one after another (without a period, all at once and for ever) until a probe brings
+        # a meter back.
+        slots = [c.due_s(r) if any(self._polled(self.meters[m]) for m in r.meters) else math.inf
+                 for r, c in zip(self.rotations, self.cursors, strict=True)]
+        choice = pick(self._timed(), slots, now)
+        if choice.rotation is not None:
+            await self._run_slot(choice.rotation, now)
+        elif choice.meter is not None:
+            await self._run_task(self.meters[choice.meter], choice.task)
+        else:
+            return choice.wait_s
         return 0.0
+
+    async def _run_slot(self, index: int, now: float) -> None:
+        """The rotation's next slot: its meter's read, if it has one (else the slot passes)."""
+        rotation, cursor = self.rotations[index], self.cursors[index]
+        self.cursors[index] = advance(rotation, cursor)
+        rt = self.meters[rotation.meters[cursor.position]]
+        read = slot_read(rotation, cursor, polled=self._polled(rt),
+                         has_fast=bool(rt.fast_blocks),
+                         full_wanted="full" in rt.due,
+                         full_age_s=now - self.full_at.get(rt.name, -math.inf))
+        if read is not None:
+            await self._run_task(rt, read)
+
+    @staticmethod
+    def _polled(rt: MeterRuntime) -> bool:
+        """Whether the meter reads in its slots (set up, not waiting for a first read or a
+        probe)."""
+        return rt.setup is not None and "init" not in rt.due
 
     async def _run_task(self, rt: MeterRuntime, task: str) -> None:
         now = self.clock()
@@ -158,14 +201,10 @@ class BusPoller:
                 rt.due["config"] = now + rt.cfg.config_interval
                 await self._read_config(rt)
             elif task == "full":
-                rt.due["full"] = now + rt.cfg.poll_interval
-                if "fast" in rt.due and rt.cfg.fast_interval is not None:
-                    # The full read refreshes the fast keys too.
-                    rt.due["fast"] = max(rt.due["fast"], now + rt.cfg.fast_interval)
+                rt.due.pop("full", None)  # a command's wish for one, if any, is served
                 await self._read(rt, rt.full_blocks, full=True)
+                self.full_at[rt.name] = self.clock()
             elif task == "fast":
-                assert rt.cfg.fast_interval is not None
-                rt.due["fast"] = now + rt.cfg.fast_interval
                 await self._read(rt, rt.fast_blocks, full=False)
         except (ModbusError, DecodeError) as exc:
             self._failed(rt, task, exc)
@@ -186,13 +225,10 @@ class BusPoller:
         self.take_setup(rt, setup, announce=True)
         await self._read(rt, rt.full_blocks, full=True)
         now = self.clock()
+        self.full_at[rt.name] = now
+        # From now on the meter reads in its slots of the rotation.
         rt.due.pop("init", None)
         rt.due["config"] = now + rt.cfg.config_interval
-        # Spread the meters' full reads over the period: meters that start together would
-        # otherwise all be due together, every period, and crowd out the fast tier.
-        rt.due["full"] = now + rt.cfg.poll_interval * self._phase(rt)
-        if rt.cfg.fast_interval is not None and rt.fast_blocks:
-            rt.due["fast"] = now + rt.cfg.fast_interval
         rt.backoff = self.cfg.backoff_s
         self.availability.set(rt, True, now)
         self._notify(rt, "config")
@@ -201,11 +237,6 @@ class BusPoller:
         self.take_setup(rt, await read_setup(self.client, rt.cfg.unit, rt.profile))
         self.publish_state(rt)
         self._notify(rt, "config")
-
-    def _phase(self, rt: MeterRuntime) -> float:
-        """(k + 1) / n for the k-th of n meters on the bus."""
-        names = list(self.meters)
-        return (names.index(rt.name) + 1) / len(names)
 
     def take_setup(self, rt: MeterRuntime, setup: MeterSetup, announce: bool = False) -> None:
         """A fresh read of the set-up block: replan and re-announce if the wiring changed."""
@@ -312,8 +343,9 @@ class BusPoller:
         if rt.failures < self.cfg.offline_after and rt.online:
             self.publish_state(rt)
             return
-        # Offline (or never came up): stop the regular reads and probe with back-off.
-        for key in ("config", "full", "fast"):
+        # Offline (or never came up): out of the rotation (its slots pass free) until a probe
+        # with back-off brings it back.
+        for key in ("config", "full"):
             rt.due.pop(key, None)
         rt.due["init"] = self.clock() + rt.backoff
         if rt.online or rt.gate.published is None:

@@ -43,7 +43,8 @@ from tests.bench.wire import (
     utilisation,
 )
 
-__all__ = ["BusCounters", "BusEmulator", "LineFormat", "Timing", "ideal_transaction_s",
+__all__ = ["BusCounters", "BusEmulator", "LineFormat", "Timing", "Transaction",
+           "ideal_transaction_s",
            "ideal_wire_time", "read_sizes", "utilisation"]
 
 
@@ -62,6 +63,24 @@ class BusCounters:
     #                      also counted as silence violations)
     bad_frames: int = 0  # bad CRC, unknown function, truncated: no meter answers these
     late_meter: int = 0  # the simulator took longer than the turnaround; the answer started late
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """One request that had the line, on the emulator's clock: the line was the master's from
+    ``start`` (the request's first bit) to ``end`` (the answer's last, or the request's when no
+    answer came)."""
+
+    unit: int
+    function: int
+    address: int  # the register number of the first register (1-based, as the register map)
+    count: int
+    start: float
+    end: float
+    answered: bool
+
+    def covers(self, register: int) -> bool:
+        return self.address <= register < self.address + self.count
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +118,8 @@ class BusEmulator:
     #: Requests that reached the meters, by their first six bytes (unit, function, address,
     #: count): which reads went over the line, not only how many.
     requests: Counter[bytes] = field(default_factory=Counter)
+    #: Every transaction, when a list is given (``record=True`` in :meth:`for_simulator`).
+    log: list[Transaction] | None = None
     _lateness: list[float] = field(default_factory=list)
     _pending: deque[tuple[MasterPort, bytes, float]] = field(default_factory=deque)
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
@@ -116,6 +137,8 @@ class BusEmulator:
             line = LineFormat.parse(line)
         upstream = await sim.serve_rtu_over_tcp()
         kwargs.setdefault("live", set(sim.meters))
+        if kwargs.pop("record", False):
+            kwargs["log"] = []
         bus = cls(upstream, line, **kwargs)
         await bus.start()
         return bus
@@ -208,6 +231,7 @@ class BusEmulator:
         response = None if silent else await self._meters.ask(frame, self.upstream_timeout_s)
         if response is None:
             c.unanswered += 1
+            self._record(frame, start, request_end, answered=False)
             return
         gap = max(self.turnaround_s, self.line.t35_s)
         answer_start = request_end + gap
@@ -227,8 +251,16 @@ class BusEmulator:
         # count requests as too early that were sent a full t3.5 after the answer arrived.
         self._quiet_from = self.now()
         port.send(response)
+        self._record(frame, start, answer_end, answered=True)
         c.answered += 1
         c.bytes_to_master += len(response)
+
+    def _record(self, frame: bytes, start: float, end: float, answered: bool) -> None:
+        if self.log is None or frame[1] not in (3, 4):
+            return  # only reads carry an address and a count worth keeping
+        address = int.from_bytes(frame[2:4], "big") + 1
+        count = int.from_bytes(frame[4:6], "big")
+        self.log.append(Transaction(frame[0], frame[1], address, count, start, end, answered))
 
     # -- reports ---------------------------------------------------------------------------
 
