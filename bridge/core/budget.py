@@ -149,13 +149,16 @@ def _widest(profile: MeterProfile) -> tuple[ReadBlock, ...]:
                 for st in profile.system_types), key=lambda p: sum(b.count for b in p))
 
 
-def bus_plan(bus: BusConfig, profile: MeterProfile) -> BusPlan | None:
+def bus_plan(bus: BusConfig, profile: MeterProfile,
+             scales: Mapping[int, int] | None = None) -> BusPlan | None:
     """The budget with the widest read plan the meters can have (their wiring is only known
-    once they answer); None for Modbus TCP."""
+    once they answer), with the meters' scale registers when they are known (the integer fast
+    reads they allow); None for Modbus TCP."""
     timing = line_timing(bus)
     if timing is None:
         return None
-    loads = meter_loads(bus, _widest(profile), profile.config_block)
+    integer_rows = profile.fast_integer_rows if scales is not None else ()
+    loads = meter_loads(bus, _widest(profile), profile.config_block, integer_rows, scales)
     return BusPlan(tuple(loads), timing, budget(loads, timing))
 
 

@@ -198,12 +198,14 @@ async def main(quick: bool, repeats: int) -> Result:
         }
         if quick:  # the same keys from a small bus, to check the harness in under a minute
             results["tiered"] = await tiered.tiered(broker, 6.0, meters=10, full_s=4.0)
-            results["tiered_40"] = results["tiered"]
+            results["tiered_40"] = results["tiered_sub"] = results["tiered"]
         else:
             results["tiered"] = await tiered.tiered(broker, 90.0, meters=63, fast_s=1.0,
                                                     full_s=30.0)
             results["tiered_40"] = await tiered.tiered(broker, 90.0, meters=40, fast_s=0.9,
                                                        full_s=29.0)
+            results["tiered_sub"] = await tiered.tiered(broker, 90.0, meters=63, fast_s=1.0,
+                                                        full_s=30.0, sub_meters=True)
         # A saturated line (the fast tier asks for more than it carries), windows of whole
         # full-read periods.
         results["web"] = (await web_load.web_cost(broker, 8.0, meters=10, baud=9600, full_s=4.0,
@@ -213,6 +215,7 @@ async def main(quick: bool, repeats: int) -> Result:
         t = results["tiered"]
         print(tiered.line(results["tiered_40"]), flush=True)
         print(tiered.line(t), flush=True)
+        print(tiered.line(results["tiered_sub"]), flush=True)
         results["limited_reads"] = lr = await limited_reads(broker, window)
         print(f"meters taking at most 60 registers per read: "
               f"{lr['max_60']['requests_per_poll']} requests per poll, line time per poll "
@@ -285,6 +288,7 @@ def table(results: Result) -> str:
         f"rounds, each against its own bare loop; 1-min load {cpu['load_average_1min']})",
         tiered.line(t40),
         tiered.line(tr),
+        tiered.line(results["tiered_sub"]),
         f"- memory with {tr['meters']} meters: {tr['rss_mb']} MB resident, growth "
         f"{tr['rss_growth_mb']} MB over {tr['window_s']} s",
         f"- meters that take at most 60 registers per read ({lr['max_60']['meters']} at "

@@ -81,10 +81,28 @@ def targets(plan: BusPlan, fast_s: float, full_s: float, worst_power_s: float,
             "full_ok": worst_full_s <= full_limit}
 
 
+#: Sub-meters: 50 A CTs at 208 V three-phase, a full scale (18 kW) the meter scales in whole
+#: watts (register 140 = -3), so the fast tier reads total power as the one-register integer.
+SUB_METER_V, SUB_METER_CT_A = 208, 50
+
+
+def as_sub_meters(sim: Simulator) -> dict[int, int]:
+    """Set every simulated meter up as a sub-meter with a load inside its CTs; their scales."""
+    scales: dict[int, int] = {}
+    for meter in sim.meters.values():
+        meter.setup.system_voltage_v, meter.setup.ct_primary_a = SUB_METER_V, SUB_METER_CT_A
+        meter.load.current_a = [0.6 * SUB_METER_CT_A, 0.5 * SUB_METER_CT_A,
+                                0.4 * SUB_METER_CT_A]
+        scales = meter.setup.scales()
+    return scales
+
+
 async def tiered(broker: Broker, window_s: float, meters: int = 63, baud: int = 19200,
-                 full_s: float = 30.0, fast_s: float = 1.0) -> Result:
-    """Power every ``fast_s`` and everything every ``full_s`` on ``meters`` meters."""
+                 full_s: float = 30.0, fast_s: float = 1.0, sub_meters: bool = False) -> Result:
+    """Power every ``fast_s`` and everything every ``full_s`` on ``meters`` meters (the
+    simulator's factory set-up, whose scale keeps the float; or sub-meters, read as integers)."""
     sim = Simulator.build(range(1, meters + 1), 40)
+    scales = as_sub_meters(sim) if sub_meters else None
     bus = await BusEmulator.for_simulator(sim, f"{baud} 8N1", turnaround_s=0.0, record=True)
     host, port = await bus.serve_tcp()
     cfg = [{"name": f"m{u}", "unit": u, "poll_interval": full_s, "fast_interval": fast_s,
@@ -106,14 +124,15 @@ async def tiered(broker: Broker, window_s: float, meters: int = 63, baud: int = 
         await bus.stop()
         await sim.stop()
     assert bus.log is not None
-    plan = bus_plan(bus_cfg, PROFILE)
+    plan = bus_plan(bus_cfg, PROFILE, scales)
     assert plan is not None
     achievable = plan.achievable_fast_s()[0]
     power = gaps(bus.log, POWER_REGISTERS, t0, t1)
     full = gaps(bus.log, (FULL_REGISTER,), t0, t1)
     worst_power, worst_full = max(power.values()), max(full.values(), default=0.0)
     return {
-        "meters": meters, "baud": baud, "fast_interval_s": fast_s, "full_interval_s": full_s,
+        "meters": meters, "sub_meters": sub_meters, "baud": baud, "fast_interval_s": fast_s,
+        "full_interval_s": full_s,
         "window_s": round(t1 - t0, 1), "utilisation": round(ideal_s(bus, d) / (t1 - t0), 4),
         "silence_violations": d.silence_violations,
         "budget": planned(bus_cfg, PROFILE), "achievable_fast_s": round(achievable, 3),
@@ -128,7 +147,8 @@ async def tiered(broker: Broker, window_s: float, meters: int = 63, baud: int = 
 
 def line(r: Result) -> str:
     """One line of bench.md."""
-    text = (f"- tiered, {r['meters']} meters at {r['baud']} (power every "
+    kind = " sub-meters (power read as the integer)" if r.get("sub_meters") else " meters"
+    text = (f"- tiered, {r['meters']}{kind} at {r['baud']} (power every "
             f"{r['fast_interval_s']} s, everything every {r['full_interval_s']} s; the budget: "
             f"at best {r['achievable_fast_s']} s), on the line's own timeline over "
             f"{r['window_s']} s: worst power gap {r['power_gap_s'].get('max')} s (median "
@@ -141,11 +161,12 @@ def line(r: Result) -> str:
             f"-{r['load_average'][1]}")
 
 
-async def main(cases: list[tuple[int, float, float]], window_s: float) -> list[Result]:
+async def main(cases: list[tuple[int, float, float, bool]], window_s: float) -> list[Result]:
     results = []
     with Broker() as broker:
-        for meters, fast_s, full_s in cases:
-            r = await tiered(broker, window_s, meters=meters, fast_s=fast_s, full_s=full_s)
+        for meters, fast_s, full_s, sub_meters in cases:
+            r = await tiered(broker, window_s, meters=meters, fast_s=fast_s, full_s=full_s,
+                             sub_meters=sub_meters)
             print(line(r), flush=True)
             results.append(r)
     return results
@@ -156,11 +177,13 @@ def cli() -> int:
     parser.add_argument("--meters", type=int, default=None)
     parser.add_argument("--fast", type=float, default=1.0)
     parser.add_argument("--full", type=float, default=30.0)
+    parser.add_argument("--sub-meters", action="store_true",
+                        help="50 A CTs at 208 V: the fast tier reads power as the integer")
     parser.add_argument("--window", type=float, default=90.0)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    cases = ([(args.meters, args.fast, args.full)] if args.meters
-             else [(40, 0.9, 29.0), (63, 1.0, 30.0)])
+    cases = ([(args.meters, args.fast, args.full, args.sub_meters)] if args.meters
+             else [(40, 0.9, 29.0, False), (63, 1.0, 30.0, False), (63, 1.0, 30.0, True)])
     results = asyncio.run(main(cases, args.window))
     if args.out:
         out = Path(args.out)
