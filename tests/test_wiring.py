@@ -265,7 +265,7 @@ SIM_FAULTS: list[tuple[int, str, set[tuple[str, str | None]]]] = [
     (40, "voltage_out_of_range:a", {("voltage_out_of_range", "an")}),
     (40, "voltage_imbalance", {("voltage_imbalance", None)}),
     (40, "system_voltage:480", {("system_voltage_setting", None)}),
-    (12, "system_voltage:208", {("system_voltage_setting", None)}),
+    (12, "system_voltage:120", {("system_voltage_setting", None)}),  # the L-N value entered
     (40, "ct_wrong_phase:b", {("ct_wrong_phase", "b")}),
     (40, "ct_wrong_phase:a", {("ct_wrong_phase", "a")}),
     (40, "ct_over_range:c", {("ct_over_range", "c")}),
