@@ -22,7 +22,7 @@ from typing import Any
 
 from bridge import __version__
 from bridge.core import status
-from bridge.core.budget import LiveBudget, coarsest_known, live_budget
+from bridge.core.budget import BusPlan, LiveBudget, bus_plan, coarsest_known, repriced
 from bridge.core.poller import BusPoller
 from bridge.meters.profile import MeterProfile
 from bridge.modbus.server import ShareServer
@@ -106,8 +106,8 @@ class StatusBoard:
             name: deque(maxlen=points) for name in names}
         self._samples = {p.cfg.name: deque([status.sample(p.client.stats, self.started)])
                          for p in self.pollers}
-        #: Each bus's live budget and what it was computed from (the reaction to 0.01 ms).
-        self._budgets: dict[str, tuple[object, LiveBudget | None]] = {}
+        #: Each bus's plan and the scales it was planned with (planned again when they change).
+        self._plans: dict[str, tuple[object, BusPlan | None]] = {}
         self._waiters: set[asyncio.Future[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         hub.observers.append(self._observe)
@@ -181,20 +181,19 @@ class StatusBoard:
         return status.rates(poller.cfg, samples[0], current)
 
     def _live_budget(self, poller: BusPoller) -> LiveBudget | None:
-        """The bus's budget with its meters' measured reaction and known scales, computed again
-        only when those change."""
-        reaction_ms = poller.client.stats.reaction_ms
+        """The bus's budget with its meters' measured reaction and known scales; the read plans
+        it prices are made again only when the scales change."""
         scales = coarsest_known([rt.setup.scales if rt.setup is not None else None
                                  for rt in poller.meters.values()])
-        key = (None if reaction_ms is None else round(reaction_ms, 2),
-               None if scales is None else tuple(sorted(scales.items())))
-        cached = self._budgets.get(poller.cfg.name)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        live = live_budget(poller.cfg, self.profile, scales,
-                           None if key[0] is None else key[0] / 1000.0)
-        self._budgets[poller.cfg.name] = (key, live)
-        return live
+        key = None if scales is None else tuple(sorted(scales.items()))
+        cached = self._plans.get(poller.cfg.name)
+        if cached is None or cached[0] != key:
+            cached = (key, bus_plan(poller.cfg, self.profile, scales))
+            self._plans[poller.cfg.name] = cached
+        plan = cached[1]
+        reaction_ms = poller.client.stats.reaction_ms
+        return None if plan is None else repriced(
+            plan, None if reaction_ms is None else reaction_ms / 1000.0)
 
     def snapshot(self) -> dict[str, Any]:
         now, wall = self.clock(), self.wall()

@@ -20,7 +20,7 @@ Modbus TCP has no shared line, so no budget (``line_timing`` is None).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bridge.config import BusConfig
 from bridge.meters.profile import MeterProfile
@@ -195,13 +195,20 @@ def live_budget(bus: BusConfig, profile: MeterProfile, scales: Mapping[int, int]
                 meter_reaction_s: float | None) -> LiveBudget | None:
     """The budget with what the running bus knows: the meters' scales (None: not all known)
     and their measured reaction (None: not measured yet); None for Modbus TCP."""
+    plan = bus_plan(bus, profile, scales)
+    return None if plan is None else repriced(plan, meter_reaction_s)
+
+
+def repriced(plan: BusPlan, meter_reaction_s: float | None) -> LiveBudget:
+    """A bus's plan priced with the meters' measured reaction (None: not measured yet, the
+    default); the plan's loads stay as planned (the costly part, which depends on the scales
+    only)."""
     reaction = DEFAULT_METER_REACTION_S if meter_reaction_s is None else meter_reaction_s
-    plan = bus_plan(bus, profile, scales, reaction)
-    if plan is None:
-        return None
+    timing = replace(plan.timing, reaction_s=MASTER_TURNAROUND_S + reaction)
+    priced = BusPlan(plan.loads, timing, budget(plan.loads, timing))
     return LiveBudget(tuple(sorted({ld.fast_s for ld in plan.loads if ld.fast_s})),
-                      tuple(sorted({ld.full_s for ld in plan.loads})), plan.result.share,
-                      plan.achievable_fast_s(), meter_reaction_s)
+                      tuple(sorted({ld.full_s for ld in plan.loads})), priced.result.share,
+                      priced.achievable_fast_s(), meter_reaction_s)
 
 
 def coarsest_known(scales: Sequence[Mapping[int, int] | None]) -> Mapping[int, int] | None:
