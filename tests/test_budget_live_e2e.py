@@ -26,8 +26,9 @@ TURNAROUND_S = 0.010
 T35_19200_S = silence_s(19200)
 #: The band a measured reaction must fall in around the emulated one: the emulator delivers
 #: 0.1-0.3 ms late on average, and up to ~10 ms at p99 on a loaded machine (one such outlier
-#: moves the weighted mean by a tenth of it).
-BELOW_MS, ABOVE_MS = 0.3, 5.0
+#: moves the weighted mean by a tenth of it; the first answers weigh more). 11.1 ms was seen
+#: for the 8.2 ms emulated while the whole suite ran beside; the default is 0.2 ms.
+BELOW_MS, ABOVE_MS = 0.3, 8.0
 #: The page with the budget line, to look at (not a reference image).
 SCREENSHOT = ROOT / "test-artifacts" / "status-page-budget.png"
 
