@@ -13,7 +13,7 @@ from playwright.async_api import async_playwright
 from bridge.core.budget import coarsest_known, live_budget
 from bridge.meters.series4000 import PROFILE
 from bridge.modbus.client import BusClient
-from bridge.modbus.links import TcpLink, silence_s
+from bridge.modbus.links import Link, SerialLink, TcpLink, silence_s
 from bridge.sim.broker import Broker
 from tests.conftest import ROOT
 from tests.service_helpers import bridge_config, running, tcp_bus
@@ -39,13 +39,19 @@ def in_band(measured_ms: float | None, emulated_s: float) -> bool:
         expected_ms - BELOW_MS <= measured_ms <= expected_ms + ABOVE_MS
 
 
-@pytest.mark.parametrize("turnaround_s", [0.0, TURNAROUND_S])
+@pytest.mark.parametrize(("turnaround_s", "port"), [(0.0, "tcp"), (TURNAROUND_S, "tcp"),
+                                                    (TURNAROUND_S, "pty")])
 async def test_the_client_measures_the_meters_reaction(sim_factory: Any, emulator_factory: Any,
-                                                       turnaround_s: float) -> None:
+                                                       turnaround_s: float, port: str) -> None:
     sim = sim_factory([1, 2])
     line = await emulator_factory(sim, "19200 8N1", turnaround_s=turnaround_s)
-    host, port = await line.serve_tcp()
-    client = BusClient(TcpLink(host, port, rtu=True, baudrate=19200), timeout=1.0)
+    link: Link
+    if port == "pty":  # a serial port, as a USB adapter is
+        link = SerialLink(await line.serve_pty(), 19200)
+    else:  # RTU over TCP, as a transparent gateway
+        host, tcp_port = await line.serve_tcp()
+        link = TcpLink(host, tcp_port, rtu=True, baudrate=19200)
+    client = BusClient(link, timeout=1.0)
     try:
         assert client.stats.reaction_ms is None
         for _ in range(6):
