@@ -64,15 +64,19 @@ def test_wall_time_of_a_monotonic_instant() -> None:
 
 def _status() -> dict[str, Any]:
     meter = {"name": "m1", "online": True, "read_errors": 2, "response_time_ms": 12.5,
+             "refresh_s": 1.25,
              "state": {"power_w": 1500.5, "energy_kwh": 12, "ct_output": "1V",
                        "alarms": ["phase_loss_a"], "flag": True}}
     bus = {"name": "b1", "transactions": 10, "timeouts": 1, "crc_errors": 0, "exceptions": 3,
-           "line_busy": None, "connected": True}
+           "line_busy": None, "connected": True, "budget": None}
+    serial = {**bus, "name": "b2", "line_busy": 0.5, "budget": {
+        "fast_interval_s": [1.0], "poll_interval_s": [30.0], "share_needed": 1.05,
+        "limit": 0.97, "fast_achievable_s": [1.108], "meter_reaction_ms": 0.25}}
     inputs = [{"name": "p1", "kind": "pulse", "state": {"energy_kwh": 3.25}},
               {"name": "a1", "kind": "alarm", "state": {"problem": False}}]
     return {"bridge": {"version": "1", "uptime_s": 5, "mqtt": {"connected": False,
                                                                "broker": "h:1"}},
-            "buses": [bus], "meters": [meter], "inputs": inputs, "commands": [],
+            "buses": [bus, serial], "meters": [meter], "inputs": inputs, "commands": [],
             "modbus_server": {"listen": "127.0.0.1:5020", "clients": []}}
 
 
@@ -135,8 +139,15 @@ def test_metrics_take_numbers_only_and_name_the_units() -> None:
     assert samples[("series4000_bus_exceptions_total", (("bus", "b1"),))] == 3
     assert samples[("series4000_pulse_energy_kwh", (("input", "p1"),))] == 3.25
     assert not any(dict(labels).get("input") == "a1" for _, labels in samples)
-    # No serial line (Modbus TCP): no busy share rather than a made-up 0.
-    assert not any(name == "series4000_bus_line_busy_ratio" for name, _ in samples)
+    assert samples[("series4000_meter_refresh_seconds", (("meter", "m1"),))] == 1.25
+    # No serial line (Modbus TCP): no busy share nor budget rather than a made-up 0.
+    for family in ("line_busy_ratio", "line_needed_ratio", "fast_achievable_seconds",
+                   "meter_reaction_seconds"):
+        assert not any(name == f"series4000_bus_{family}" and labels == (("bus", "b1"),)
+                       for name, labels in samples)
+    assert samples[("series4000_bus_line_needed_ratio", (("bus", "b2"),))] == 1.05
+    assert samples[("series4000_bus_fast_achievable_seconds", (("bus", "b2"),))] == 1.108
+    assert samples[("series4000_bus_meter_reaction_seconds", (("bus", "b2"),))] == 0.00025
     assert samples[("series4000_mqtt_connected", ())] == 0.0
 
 

@@ -11,14 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from bridge.app.bridge_report import BridgeReport
 from bridge.app.inputs import AlarmChannel, PulseChannel, make_backend
 from bridge.app.status_board import InputInfo, StatusBoard
-from bridge.config import Config
+from bridge.config import BusConfig, Config
+from bridge.core.budget import planned_report
 from bridge.core.commands import publish_result
 from bridge.core.poller import BusPoller, CommandRequest, MeterRuntime
 from bridge.core.share import MeterShare
@@ -59,6 +60,15 @@ async def supervise(name: str, run: Callable[[], Awaitable[None]],
         except Exception:
             log.exception("%s failed; restarting in %.0f s", name, restart_delay_s)
             await asyncio.sleep(restart_delay_s)
+
+
+def log_budgets(buses: Sequence[BusConfig], profile: MeterProfile) -> None:
+    """Each serial or RTU-over-TCP bus's budget as ``check-config`` prints it: a warning when
+    the configuration needs more of the line than it can carry."""
+    for bus in buses:
+        report = planned_report(bus, profile)
+        if report is not None:
+            log.log(logging.WARNING if report.over_limit else logging.INFO, "%s", report.text)
 
 
 def _listener(channel: PulseChannel | AlarmChannel) -> Callable[[MeterRuntime, str], None]:
@@ -150,7 +160,7 @@ class Service:
                   *(InputInfo(a.name, "alarm", a.meter) for a in config.alarm_inputs)]
         return StatusBoard(self.pollers, self.hub, self.topics, lambda: self.link.connected,
                            f"{config.mqtt.host}:{config.mqtt.effective_port}", inputs,
-                           modbus_server=lambda: self.modbus_server)
+                           profile=self.profile, modbus_server=lambda: self.modbus_server)
 
     # -- discovery ----------------------------------------------------------------------------
 
@@ -256,6 +266,7 @@ class Service:
                     logging.getLogger().addHandler(self.board.log_ring)
                     tasks.append(workers.create_task(supervise("status page", self.web.run),
                                                      name="status page"))
+                log_budgets(self.config.buses, self.profile)
                 await self._start_modbus_server()
                 try:
                     await stop.wait()

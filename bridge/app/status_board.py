@@ -22,7 +22,9 @@ from typing import Any
 
 from bridge import __version__
 from bridge.core import status
+from bridge.core.budget import BusPlan, LiveBudget, bus_plan, coarsest_known, repriced
 from bridge.core.poller import BusPoller
+from bridge.meters.profile import MeterProfile
 from bridge.modbus.server import ShareServer
 from bridge.model.topics import Topics
 from bridge.mqtt.hub import AVAILABILITY, STATE, Hub
@@ -79,7 +81,7 @@ class InputInfo:
 class StatusBoard:
     def __init__(self, pollers: Sequence[BusPoller], hub: Hub, topics: Topics,
                  mqtt_connected: Callable[[], bool], broker: str,
-                 inputs: Sequence[InputInfo] = (),
+                 inputs: Sequence[InputInfo] = (), *, profile: MeterProfile,
                  clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time,
                  modbus_server: Callable[[], ShareServer | None] = lambda: None) -> None:
@@ -90,6 +92,7 @@ class StatusBoard:
         self.mqtt_connected = mqtt_connected
         self.broker = broker
         self.inputs = list(inputs)
+        self.profile = profile
         self.clock = clock
         self.wall = wall
         self.started = clock()
@@ -103,6 +106,8 @@ class StatusBoard:
             name: deque(maxlen=points) for name in names}
         self._samples = {p.cfg.name: deque([status.sample(p.client.stats, self.started)])
                          for p in self.pollers}
+        #: Each bus's plan and the scales it was planned with (planned again when they change).
+        self._plans: dict[str, tuple[object, BusPlan | None]] = {}
         self._waiters: set[asyncio.Future[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         hub.observers.append(self._observe)
@@ -175,10 +180,26 @@ class StatusBoard:
             samples.popleft()
         return status.rates(poller.cfg, samples[0], current)
 
+    def _live_budget(self, poller: BusPoller) -> LiveBudget | None:
+        """The bus's budget with its meters' measured reaction and known scales; the read plans
+        it prices are made again only when the scales change."""
+        scales = coarsest_known([rt.setup.scales if rt.setup is not None else None
+                                 for rt in poller.meters.values()])
+        key = None if scales is None else tuple(sorted(scales.items()))
+        cached = self._plans.get(poller.cfg.name)
+        if cached is None or cached[0] != key:
+            cached = (key, bus_plan(poller.cfg, self.profile, scales))
+            self._plans[poller.cfg.name] = cached
+        plan = cached[1]
+        reaction_ms = poller.client.stats.reaction_ms
+        return None if plan is None else repriced(
+            plan, None if reaction_ms is None else reaction_ms / 1000.0)
+
     def snapshot(self) -> dict[str, Any]:
         now, wall = self.clock(), self.wall()
         buses = [status.bus_status(p.cfg, p.client.stats, p.client.connected,
-                                   self._bus_rates(p, now)) for p in self.pollers]
+                                   self._bus_rates(p, now), self._live_budget(p))
+                 for p in self.pollers]
         meters = [status.meter_status(rt, p.cfg.name, now, wall)
                   for p in self.pollers for rt in p.meters.values()]
         inputs = [status.input_status(i.name, i.kind, i.meter,

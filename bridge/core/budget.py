@@ -8,26 +8,39 @@ of a fast one (it takes the fast read's turn) and 1/config of a set-up read. Whe
 above :data:`LIMIT`, every meter's fast period would have to stretch by the same factor to fit:
 the refresh the line can keep, which ``check-config`` says.
 
+The reaction per transaction is the bridge's own turnaround (:data:`MASTER_TURNAROUND_S`) plus
+the meters' reaction beyond t3.5, which the Modbus edge measures on a running bus
+(``BusStats.reaction_ms``): :func:`live_budget` prices the line with it, the status page shows
+it. Until it is measured (and in ``check-config``) the meters are assumed quick
+(:data:`DEFAULT_METER_REACTION_S`).
+
 Modbus TCP has no shared line, so no budget (``line_timing`` is None).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bridge.config import BusConfig
 from bridge.meters.profile import MeterProfile
-from bridge.modbus.links import char_bits, silence_s
+from bridge.modbus.links import char_s, silence_s
 from bridge.model.fast_plan import coarsest_scales, fast_plan
 from bridge.model.read_limits import NOTHING_REFUSED
 from bridge.model.registers import ReadBlock, Register
 
 #: The share of the line a configuration may plan for; the rest absorbs retries and jitter.
 LIMIT = 0.97
-#: The reaction time assumed until one is measured: what the bench measured per transaction
-#: beyond wire time and silences (the bridge's turnaround plus a quick meter's).
-DEFAULT_REACTION_S = 0.0011
+#: The bridge's own turnaround per transaction, from the t3.5 after an answer to its next
+#: request on the line (pymodbus, the event loop, the decoding done inside the silence): what
+#: ``make bench`` measures per transaction beyond wire time and silences (1.1 ms) less what the
+#: bridge measures as the reaction of the bench's emulated meter, which answers right at t3.5
+#: (0.1-0.3 ms at 9600-115200 baud: the emulator's delivery lateness and the bridge's wake-up).
+MASTER_TURNAROUND_S = 0.0009
+#: The meters' reaction beyond t3.5 assumed until one is measured (a quick meter's, as above).
+DEFAULT_METER_REACTION_S = 0.0002
+#: The reaction per transaction assumed until the meters' is measured.
+DEFAULT_REACTION_S = MASTER_TURNAROUND_S + DEFAULT_METER_REACTION_S
 #: Characters of a read request (unit, function, address, count, CRC) and of an answer's frame
 #: around its data (unit, function, byte count, CRC).
 REQUEST_CHARS = 8
@@ -51,14 +64,14 @@ class LineTiming:
 
 #: The line that prices read plans where a bus has none (Modbus TCP): 19200 8N1, the speed
 #: the plans' gap rule was first sized for.
-REFERENCE_TIMING = LineTiming(char_bits("N", 1) / 19200, silence_s(19200, "N", 1))
+REFERENCE_TIMING = LineTiming(char_s(19200, "N", 1), silence_s(19200, "N", 1))
 
 
 def line_timing(bus: BusConfig, reaction_s: float = DEFAULT_REACTION_S) -> LineTiming | None:
     """The line's timing, or None for Modbus TCP (no shared line)."""
     if bus.transport == "tcp":
         return None
-    return LineTiming(char_bits(bus.parity, bus.stopbits) / bus.baudrate,
+    return LineTiming(char_s(bus.baudrate, bus.parity, bus.stopbits),
                       silence_s(bus.baudrate, bus.parity, bus.stopbits), reaction_s)
 
 
@@ -150,11 +163,12 @@ def _widest(profile: MeterProfile) -> tuple[ReadBlock, ...]:
 
 
 def bus_plan(bus: BusConfig, profile: MeterProfile,
-             scales: Mapping[int, int] | None = None) -> BusPlan | None:
+             scales: Mapping[int, int] | None = None,
+             meter_reaction_s: float = DEFAULT_METER_REACTION_S) -> BusPlan | None:
     """The budget with the widest read plan the meters can have (their wiring is only known
     once they answer), with the meters' scale registers when they are known (the integer fast
-    reads they allow); None for Modbus TCP."""
-    timing = line_timing(bus)
+    reads they allow) and their reaction beyond t3.5; None for Modbus TCP."""
+    timing = line_timing(bus, MASTER_TURNAROUND_S + meter_reaction_s)
     if timing is None:
         return None
     integer_rows = profile.fast_integer_rows if scales is not None else ()
@@ -162,8 +176,72 @@ def bus_plan(bus: BusConfig, profile: MeterProfile,
     return BusPlan(tuple(loads), timing, budget(loads, timing))
 
 
+@dataclass(frozen=True, slots=True)
+class LiveBudget:
+    """A running bus's budget, priced with its meters' measured reaction."""
+
+    #: The configured periods (every distinct one of the bus's meters).
+    fast_s: tuple[float, ...]
+    full_s: tuple[float, ...]
+    #: The share of the line the configuration needs (1.0: all of it).
+    share: float
+    #: The fast periods the line can keep (the configured ones when they fit).
+    achievable_fast_s: tuple[float, ...]
+    #: The meters' measured reaction beyond t3.5; None until measured (the default prices it).
+    meter_reaction_s: float | None
+
+
+def live_budget(bus: BusConfig, profile: MeterProfile, scales: Mapping[int, int] | None,
+                meter_reaction_s: float | None) -> LiveBudget | None:
+    """The budget with what the running bus knows: the meters' scales (None: not all known)
+    and their measured reaction (None: not measured yet); None for Modbus TCP."""
+    plan = bus_plan(bus, profile, scales)
+    return None if plan is None else repriced(plan, meter_reaction_s)
+
+
+def repriced(plan: BusPlan, meter_reaction_s: float | None) -> LiveBudget:
+    """A bus's plan priced with the meters' measured reaction (None: not measured yet, the
+    default); the plan's loads stay as planned (the costly part, which depends on the scales
+    only)."""
+    reaction = DEFAULT_METER_REACTION_S if meter_reaction_s is None else meter_reaction_s
+    timing = replace(plan.timing, reaction_s=MASTER_TURNAROUND_S + reaction)
+    priced = BusPlan(plan.loads, timing, budget(plan.loads, timing))
+    return LiveBudget(tuple(sorted({ld.fast_s for ld in plan.loads if ld.fast_s})),
+                      tuple(sorted({ld.full_s for ld in plan.loads})), priced.result.share,
+                      priced.achievable_fast_s(), meter_reaction_s)
+
+
+def coarsest_known(scales: Sequence[Mapping[int, int] | None]) -> Mapping[int, int] | None:
+    """The coarsest scale of every register over a bus's meters (a larger exponent is a
+    coarser step): the integer fast reads all of them allow; None while a meter's scales are
+    unknown (the budget then plans the floats)."""
+    if not scales or any(s is None for s in scales):
+        return None
+    out: dict[int, int] = {}
+    for known in scales:
+        assert known is not None
+        for register, exponent in known.items():
+            out[register] = max(exponent, out.get(register, exponent))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """``check-config``'s text for a bus, and whether it needs more than :data:`LIMIT`."""
+
+    text: str
+    over_limit: bool
+
+
 def planned(bus: BusConfig, profile: MeterProfile) -> str | None:
     """``check-config``'s line for a bus; None for Modbus TCP."""
+    report = planned_report(bus, profile)
+    return None if report is None else report.text
+
+
+def planned_report(bus: BusConfig, profile: MeterProfile) -> Planned | None:
+    """``check-config``'s line for a bus and whether it is above the limit (the service logs
+    it at start, as a warning then); None for Modbus TCP."""
     plan = bus_plan(bus, profile)
     if plan is None:
         return None
@@ -181,7 +259,7 @@ def planned(bus: BusConfig, profile: MeterProfile) -> str | None:
         scales = ", ".join(f"register {reg} <= {s}" for reg, s in sorted(coarsest.items()))
         text += (f"\n  with {keys} read as the integer where a meter's scale allows it "
                  f"({scales}): {result.share:.0%}, the fast tier every {_seconds(fast, 2)}")
-    return text
+    return Planned(text, plan.result.share > LIMIT)
 
 
 def describe(bus: BusConfig, loads: Sequence[MeterLoad], timing: LineTiming,

@@ -26,6 +26,7 @@ from bridge.core.availability import Availability
 from bridge.core.budget import REFERENCE_TIMING, bus_plan, line_timing
 from bridge.core.commands import CommandRequest, Outcome, execute
 from bridge.core.publishing import DEFAULT_DEADBANDS, hold, per_key, should_publish
+from bridge.core.refresh import note_read
 from bridge.core.runtime import MeterRuntime, apply_setup, ingest, learn, state_of
 from bridge.core.schedule import (
     Cursor,
@@ -286,6 +287,8 @@ class BusPoller:
 
     def _process(self, rt: MeterRuntime, decoded: Mapping[str, Number | None],
                  full: bool) -> None:
+        if rt.last_read_at is not None:  # the read that decoded, when it completed
+            rt.read_gaps = note_read(rt.read_gaps, rt.last_read_at)
         try:
             self._fold_in(rt, decoded, full)
         except Exception:  # a publishing bug must not stop the bus, nor count as a failed read

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from bridge.config import MeterConfig
 from bridge.core.budget import REFERENCE_TIMING, LineTiming
 from bridge.core.publishing import AvailabilityGate
+from bridge.core.refresh import NO_READS, ReadGaps
 from bridge.meters.findings import FindingHold, state_keys
 from bridge.meters.profile import Identity, MeterProfile, MeterSetup, meter_state
 from bridge.model.decode_plan import EMPTY, DecodePlan, compile_plan
@@ -60,6 +61,8 @@ class MeterRuntime:
     response_ms: float | None = None
     #: When the last measurement read completed (monotonic clock).
     last_read_at: float | None = None
+    #: The gaps between successful reads (the real refresh, ``core.refresh``).
+    read_gaps: ReadGaps = NO_READS
     polls: int = 0
     gate: AvailabilityGate = field(default_factory=AvailabilityGate)
     flap_warned_at: float = float("-inf")

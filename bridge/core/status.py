@@ -15,8 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bridge.config import BusConfig
+from bridge.core.budget import LIMIT, LiveBudget
+from bridge.core.refresh import refresh_s
 from bridge.core.runtime import MeterRuntime
-from bridge.modbus.links import BusStats, char_bits
+from bridge.modbus.links import BusStats, char_s
 from bridge.model.quantities import BY_KEY
 
 JSON = dict[str, Any]
@@ -47,7 +49,7 @@ def line_busy(line_bytes: int, seconds: float, baudrate: int, parity: str,
     """Share of ``seconds`` the line carried ``line_bytes`` bytes of frames at this speed."""
     if seconds <= 0:
         return 0.0
-    wire_s = line_bytes * char_bits(parity, stopbits) / baudrate
+    wire_s = line_bytes * char_s(baudrate, parity, stopbits)
     return min(1.0, wire_s / seconds)
 
 
@@ -69,8 +71,23 @@ def wall_time(monotonic_at: float | None, now_mono: float, now_wall: float) -> s
     return datetime.fromtimestamp(when, UTC).isoformat(timespec="seconds")
 
 
-def bus_status(bus: BusConfig, stats: BusStats, connected: bool, bus_rates: BusRates | None
-               ) -> JSON:
+def budget_status(live: LiveBudget | None) -> JSON | None:
+    """A bus's budget with its meters' measured reaction; None on Modbus TCP."""
+    if live is None:
+        return None
+    return {
+        "fast_interval_s": list(live.fast_s),
+        "poll_interval_s": list(live.full_s),
+        "share_needed": round(live.share, 4),
+        "limit": LIMIT,
+        "fast_achievable_s": [round(s, 3) for s in live.achievable_fast_s],
+        "meter_reaction_ms": None if live.meter_reaction_s is None
+        else round(live.meter_reaction_s * 1000.0, 2),
+    }
+
+
+def bus_status(bus: BusConfig, stats: BusStats, connected: bool, bus_rates: BusRates | None,
+               live: LiveBudget | None) -> JSON:
     return {
         "name": bus.name,
         "transport": bus.transport,
@@ -89,6 +106,7 @@ def bus_status(bus: BusConfig, stats: BusStats, connected: bool, bus_rates: BusR
         "failed": stats.errors,
         "reconnects": stats.reconnects,
         "last_error": stats.last_error,
+        "budget": budget_status(live),
     }
 
 
@@ -126,6 +144,8 @@ def meter_status(rt: MeterRuntime, bus: str, now_mono: float, now_wall: float) -
         "response_time_ms": None if rt.response_ms is None else round(rt.response_ms, 1),
         "read_errors": rt.errors,
         "last_read_age_s": None if last_read is None else round(now_mono - last_read, 1),
+        "refresh_s": None if (refresh := refresh_s(rt.read_gaps, now_mono)) is None
+        else round(refresh, 3),
         "last_error": rt.last_error,
         "state": dict(rt.last_state) if rt.last_state is not None else {},
         "alarms": list(setup.alarms) if setup is not None else [],

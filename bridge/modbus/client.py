@@ -40,7 +40,14 @@ from bridge.errors import (
     ModbusTimeout,
 )
 from bridge.modbus.line_watch import LineWatch
-from bridge.modbus.links import BusStats, Link, SerialLink, TcpLink, link_silence_s
+from bridge.modbus.links import (
+    BusStats,
+    Link,
+    SerialLink,
+    TcpLink,
+    link_char_s,
+    link_silence_s,
+)
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +135,7 @@ class BusClient:
         self._quiet_until = 0.0
         self._client: AsyncModbusSerialClient | AsyncModbusTcpClient | None = None
         self._reconnect_delay = 0.0
-        self._watch = LineWatch(clock, self.stats)
+        self._watch = LineWatch(clock, self.stats, link_char_s(link), self.silence)
 
     # -- connection ------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from pymodbus.pdu import ModbusPDU
 
-from bridge.modbus.links import BusStats
+from bridge.modbus.links import BusStats, meter_reaction_s
 
 
 class LineWatch:
@@ -21,11 +21,21 @@ class LineWatch:
     last arrived and whether anything came with or after the frame taken as the answer, so the
     client can keep the line idle for t3.5 after the last byte of anything, and refuse an answer
     that had company.
+
+    On an RTU line (``char_time_s`` > 0) it also times every answer against its request: the
+    meter's reaction beyond t3.5 (:func:`~bridge.modbus.links.meter_reaction_s`), kept in the
+    statistics for the live bus budget.
     """
 
-    def __init__(self, clock: Callable[[], float], stats: BusStats) -> None:
+    def __init__(self, clock: Callable[[], float], stats: BusStats, char_time_s: float = 0.0,
+                 silence: float = 0.0) -> None:
         self._clock = clock
         self._stats = stats
+        self._char_time_s = char_time_s
+        self._silence = silence
+        #: When the outstanding request was written and its length (None: nothing to time).
+        self._sent_at: float | None = None
+        self._sent_chars = 0
         self.last_rx = float("-inf")
         self._arrivals = 0
         self._arrivals_before = 0
@@ -36,6 +46,9 @@ class LineWatch:
     def packet(self, sending: bool, data: bytes) -> bytes:
         if sending:
             self._stats.line_bytes += len(data)
+            if self._char_time_s:
+                self._sent_at = self._clock()
+                self._sent_chars = len(data)
         else:  # pymodbus passes its whole receive buffer on every arrival
             self.last_rx = self._clock()
             self._arrivals += 1
@@ -55,6 +68,11 @@ class LineWatch:
                     size = self._buffered
             self._crowded = self._buffered > size
             self._stats.line_bytes += size
+            if self._sent_at is not None:
+                self._stats.record_reaction(meter_reaction_s(
+                    self.last_rx - self._sent_at, self._sent_chars, size, self._char_time_s,
+                    self._silence))
+                self._sent_at = None
         return pdu
 
     def expect_answer(self) -> None:
@@ -62,6 +80,7 @@ class LineWatch:
         self._answer_at = None
         self._crowded = False
         self._arrivals_before = self._arrivals
+        self._sent_at = None
 
     def garbled(self) -> bool:
         """Bytes came after the request but no frame decoded (a failed CRC, a broken frame)."""

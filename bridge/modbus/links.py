@@ -67,12 +67,35 @@ def silence_s(baudrate: int, parity: str = "N", stopbits: int = 1) -> float:
     return 3.5 * char_bits(parity, stopbits) / baudrate
 
 
+def char_s(baudrate: int, parity: str = "N", stopbits: int = 1) -> float:
+    """Seconds one character takes on the wire."""
+    return char_bits(parity, stopbits) / baudrate
+
+
+def link_char_s(link: Link) -> float:
+    """One character's wire time on the link's serial line (behind a gateway too); 0.0 for
+    Modbus TCP, which has no serial line of its own."""
+    if isinstance(link, TcpLink) and not link.rtu:
+        return 0.0
+    return char_s(link.baudrate, link.parity, link.stopbits)
+
+
 def link_silence_s(link: Link) -> float:
     """t3.5 for RTU framing, on a serial port or tunnelled through a gateway; Modbus TCP
     frames carry their own length and need no silence."""
     if isinstance(link, TcpLink) and not link.rtu:
         return 0.0
     return silence_s(link.baudrate, link.parity, link.stopbits)
+
+
+def meter_reaction_s(elapsed_s: float, request_chars: int, answer_chars: int, char_time_s: float,
+                     silence: float) -> float:
+    """The meter's reaction beyond t3.5: from the request written to the answer's last byte
+    received, less both frames' wire time and the t3.5 the meter may wait to see the request
+    end; never below 0 (a clock's jitter). It includes what an adapter or gateway adds, which
+    holds the line all the same."""
+    wire_s = (request_chars + answer_chars) * char_time_s
+    return max(0.0, elapsed_s - wire_s - silence)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -96,6 +119,9 @@ class BusStats:
     line_bytes: int = 0
     last_error: str | None = None
     latency_ms: float = 0.0  # exponentially weighted mean of successful transactions
+    #: RTU lines: the meters' reaction beyond t3.5 (request written to the answer's last byte,
+    #: less both frames' wire time and t3.5), exponentially weighted; None until measured
+    reaction_ms: float | None = None
     busy_s: float = 0.0
     per_unit_errors: dict[int, int] = field(default_factory=dict)
 
@@ -104,3 +130,7 @@ class BusStats:
         self.busy_s += seconds
         ms = seconds * 1000.0
         self.latency_ms = ms if self.latency_ms == 0 else 0.9 * self.latency_ms + 0.1 * ms
+
+    def record_reaction(self, seconds: float) -> None:
+        ms = seconds * 1000.0
+        self.reaction_ms = ms if self.reaction_ms is None else 0.9 * self.reaction_ms + 0.1 * ms

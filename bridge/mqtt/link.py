@@ -23,6 +23,22 @@ from bridge.model.topics import OFFLINE, ONLINE
 
 log = logging.getLogger(__name__)
 
+
+class SocketNoise(logging.Filter):
+    """Drops paho's error line for each failed socket read or write: the link reports a lost
+    connection itself, once per distinct problem (``MqttLink._report``), and paho's line would
+    come on top of it with each outage. paho's other errors (a callback that raised) pass."""
+
+    NOISE = ("failed to receive on socket", "timeout on socket")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.NOISE)
+
+
+#: The logger the MQTT client library writes to.
+client_log = logging.getLogger("bridge.mqtt.client")
+client_log.addFilter(SocketNoise())
+
 #: Longest wait between connection attempts. Short on purpose: an attempt is one cheap TCP
 #: connect, and after a long outage the states should be back seconds after the broker is.
 RECONNECT_MAX_S = 5.0
@@ -99,7 +115,7 @@ class MqttLink:
             cfg.host, cfg.effective_port, username=cfg.username, password=password,
             identifier=self.client_id, keepalive=cfg.keepalive, timeout=10,
             will=aiomqtt.Will(self.will_topic, OFFLINE, qos=1, retain=True),
-            tls_context=self._tls(), logger=logging.getLogger("bridge.mqtt.client"))
+            tls_context=self._tls(), logger=client_log)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Stay connected until ``stop``; then publish ``offline`` and disconnect cleanly."""

@@ -32,17 +32,22 @@ def families(status: dict[str, Any]) -> list[Metric]:
                                       "Failed reads of the meter", labels=["meter"])
     response = GaugeMetricFamily(f"{PREFIX}_meter_response_time_seconds",
                                  "Mean time per read block of the last read", labels=["meter"])
+    refresh = GaugeMetricFamily(f"{PREFIX}_meter_refresh_seconds",
+                                "Longest time between two successive reads over the last "
+                                "minute", labels=["meter"])
     for meter in status["meters"]:
         name = meter["name"]
         online.add_metric([name], 1.0 if meter["online"] else 0.0)
         read_errors.add_metric([name], float(meter["read_errors"]))
         if meter["response_time_ms"] is not None:
             response.add_metric([name], meter["response_time_ms"] / 1000.0)
+        if meter["refresh_s"] is not None:
+            refresh.add_metric([name], meter["refresh_s"])
         for key, raw in meter["state"].items():
             number = _number(raw)
             if number is not None:
                 value.add_metric([name, key], number)
-    out: list[Metric] = [online, value, read_errors, response]
+    out: list[Metric] = [online, value, read_errors, response, refresh]
 
     counters = (("transactions", "Completed Modbus transactions"),
                 ("timeouts", "Requests without a valid answer in time"),
@@ -54,13 +59,28 @@ def families(status: dict[str, Any]) -> list[Metric]:
                              "Share of wall time the serial line carried frames", labels=["bus"])
     connected = GaugeMetricFamily(f"{PREFIX}_bus_connected", "1 when the port or gateway is "
                                   "open", labels=["bus"])
+    needed = GaugeMetricFamily(f"{PREFIX}_bus_line_needed_ratio",
+                               "Share of the serial line the configured reads need, with the "
+                               "meters' measured reaction", labels=["bus"])
+    achievable = GaugeMetricFamily(f"{PREFIX}_bus_fast_achievable_seconds",
+                                   "The fast period the line can keep (the longest, where "
+                                   "meters have different ones)", labels=["bus"])
+    reaction = GaugeMetricFamily(f"{PREFIX}_bus_meter_reaction_seconds",
+                                 "The meters' measured reaction beyond t3.5", labels=["bus"])
     for bus in status["buses"]:
+        plan = bus["budget"]
+        if plan is not None:
+            needed.add_metric([bus["name"]], plan["share_needed"])
+            if plan["fast_achievable_s"]:
+                achievable.add_metric([bus["name"]], max(plan["fast_achievable_s"]))
+            if plan["meter_reaction_ms"] is not None:
+                reaction.add_metric([bus["name"]], plan["meter_reaction_ms"] / 1000.0)
         for key, family in bus_counters.items():
             family.add_metric([bus["name"]], float(bus[key]))
         if bus["line_busy"] is not None:
             busy.add_metric([bus["name"]], bus["line_busy"])
         connected.add_metric([bus["name"]], 1.0 if bus["connected"] else 0.0)
-    out += [*bus_counters.values(), busy, connected]
+    out += [*bus_counters.values(), busy, connected, needed, achievable, reaction]
 
     pulse = GaugeMetricFamily(f"{PREFIX}_pulse_energy_kwh", "Energy counted by a pulse input",
                               labels=["input"])

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bridge.mqtt.link import RECONNECT_MAX_S
+from bridge.mqtt.link import RECONNECT_MAX_S, client_log
 from bridge.sim.broker import Broker
 from tests.mqtt_helpers import recorder
 from tests.service_helpers import bridge_config, running, tcp_bus, total_polls
@@ -78,3 +78,14 @@ async def test_long_broker_outage(broker: Broker, sim_factory: Any, tmp_path: Pa
     # One line per distinct problem (the disconnect, then the refusals), not one per retry.
     refused = [r for r in errors if "refused" in r.getMessage()]
     assert len(refused) == 1 and len(errors) <= 2, [r.getMessage() for r in errors]
+
+
+def test_paho_socket_errors_leave_the_report_to_the_link(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # paho writes one error line per failed socket read; the link's own line (once per
+    # distinct problem) says the same, so paho's would add a line to every outage.
+    caplog.set_level(logging.DEBUG, logger=client_log.name)
+    client_log.error("failed to receive on socket: %s", BrokenPipeError(32, "Broken pipe"))
+    client_log.error("timeout on socket: %s", TimeoutError("timed out"))
+    client_log.error("Caught exception in on_message: %s", ValueError("bad"))
+    assert [r.getMessage() for r in caplog.records] == ["Caught exception in on_message: bad"]
