@@ -32,10 +32,11 @@ from bridge.model.registers import ReadBlock, Register
 #: The share of the line a configuration may plan for; the rest absorbs retries and jitter.
 LIMIT = 0.97
 #: The bridge's own turnaround per transaction, from the t3.5 after an answer to its next
-#: request on the line (pymodbus, the event loop, the decoding done inside the silence): what
-#: ``make bench`` measures per transaction beyond wire time and silences (1.1 ms) less what the
-#: bridge measures as the reaction of the bench's emulated meter, which answers right at t3.5
-#: (0.1-0.3 ms at 9600-115200 baud: the emulator's delivery lateness and the bridge's wake-up).
+#: request on the line (choosing and building the request, pymodbus, the event loop, and on
+#: the bench the emulator hearing it): what ``make bench`` measures per transaction beyond wire
+#: time and silences (about 1.1 ms) less what the bridge measures as the reaction of the bench's
+#: emulated meter, which answers right at t3.5 (0.1-0.3 ms at 9600-115200 baud: the emulator's
+#: delivery lateness and the bridge's wake-up).
 MASTER_TURNAROUND_S = 0.0009
 #: The meters' reaction beyond t3.5 assumed until one is measured (a quick meter's, as above).
 DEFAULT_METER_REACTION_S = 0.0002

@@ -258,9 +258,10 @@ class BusPoller:
 
     async def _read(self, rt: MeterRuntime, blocks: tuple[ReadBlock, ...], full: bool) -> None:
         """Read and decode the blocks (a reply that does not decode counts as a failed read),
-        fold the values in and publish. All of it runs inside the t3.5 silence the line must
-        keep before the next request anyway (the client waits only for what is left of it), so
-        the line does not wait for it, and no extra turn of the event loop is spent on it."""
+        then fold the values in and publish on the event loop's next turn: when the next read
+        is due, that is once its request is on the line, so the line never waits for the
+        publishing; when a meter comes (back) online, after ``_init`` has published its
+        availability."""
         assert rt.setup is not None
         started = self.clock()
         answers = await read_planned(self.client, rt.cfg.unit, blocks, rt.limits)
@@ -273,11 +274,7 @@ class BusPoller:
         if answers.limits != rt.limits:
             self._learn(rt, answers.limits)
         decoded = rt.decoder.decode(answers.blocks)
-        if rt.online:
-            self._process(rt, decoded, full)
-        else:
-            # Coming (back) online: ``_init`` publishes the availability first, then the state.
-            asyncio.get_running_loop().call_soon(self._process, rt, decoded, full)
+        asyncio.get_running_loop().call_soon(self._process, rt, decoded, full)
 
     def _learn(self, rt: MeterRuntime, limits: ReadLimits) -> None:
         """The meter refused part of a read: read around it from now on."""
