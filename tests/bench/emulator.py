@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests import rtu
-from tests.bench.ports import MasterPort, Meters, TcpMaster, open_pty_master
+from tests.bench.ports import MasterPort, Meters, open_pty_master, open_tcp_masters
 from tests.bench.wire import (
     LineFormat,
     ideal_transaction_s,
@@ -63,6 +63,7 @@ class BusCounters:
     #                      also counted as silence violations)
     bad_frames: int = 0  # bad CRC, unknown function, truncated: no meter answers these
     late_meter: int = 0  # the simulator took longer than the turnaround; the answer started late
+    unstamped: int = 0  # TCP reads without the kernel's receive stamp, stamped when read instead
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +104,9 @@ class BusEmulator:
     t3.5. ``dead`` units never answer (the set may be changed while running); if ``live`` is
     given, units outside it are silent too without asking the simulator. With ``drop_early`` a
     request that starts inside the t3.5 silence is not answered, as a meter that merges it with
-    the previous frame would; otherwise it is only counted.
+    the previous frame would; otherwise it is only counted. ``kernel_stamps`` false stamps an
+    RTU-over-TCP request when the emulator reads it instead of when the kernel received it (the
+    old way, to compare).
     """
 
     upstream: tuple[str, int]
@@ -114,6 +117,7 @@ class BusEmulator:
     drop_early: bool = False
     upstream_timeout_s: float = 0.1
     spin_s: float = 0.001
+    kernel_stamps: bool = True
     counters: BusCounters = field(default_factory=BusCounters)
     #: Requests that reached the meters, by their first six bytes (unit, function, address,
     #: count): which reads went over the line, not only how many.
@@ -153,11 +157,9 @@ class BusEmulator:
 
     async def serve_tcp(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
         """RTU over TCP front end; returns the bound address."""
-        server = await asyncio.get_running_loop().create_server(
-            lambda: TcpMaster(self, lambda t: self._closers.append(t.close)), host, port)
-        self._closers.append(server.close)
-        bound = server.sockets[0].getsockname()
-        return str(bound[0]), int(bound[1])
+        bound, close = open_tcp_masters(self, host, port, self.kernel_stamps)
+        self._closers.append(close)
+        return bound
 
     async def serve_pty(self) -> str:
         """A pseudo-terminal front end; returns the path a serial client opens."""
@@ -183,6 +185,9 @@ class BusEmulator:
 
     def received(self, nbytes: int) -> None:
         self.counters.bytes_to_meters += nbytes
+
+    def unstamped(self) -> None:
+        self.counters.unstamped += 1
 
     def submit(self, port: MasterPort, frame: bytes, start: float) -> None:
         """A master started ``frame`` on the line at ``start`` (monotonic seconds)."""
