@@ -16,12 +16,28 @@ own error: plain ``asyncio.sleep`` overshoots by up to a millisecond (epoll's re
 emulator sleeps until ``spin_s`` before a deadline and then yields to the loop until the
 deadline passes.
 
+What is stamped where. A request starts on the line when it reached the emulator: over RTU over
+TCP when the kernel received the master's write (its receive timestamp, see
+:mod:`tests.bench.ports`), over a pty when the emulator read it (a pty has no receive
+timestamp). The silence after an answer is counted from a stamp taken just before the answer is
+written to the master, so a request the master sends in reply can never be stamped before it.
+Every other instant is computed from these: the request's end after its wire time, the answer's
+start after the meter's turnaround (or when the simulator answered, if later: ``late_meter``) and
+its end after its wire time.
+
 Measured on the 2-core development machine (``python -m tests.bench.accuracy``, 80 reads at each
 of 9600-115200 baud, another process using about 3/4 of one core): lateness per delivery mean
 0.06-0.3 ms, median <= 0.08 ms, p99 0.9-3.9 ms, max 4.1 ms, RTU over TCP and pty alike; with
 plain sleeps (``spin_s=0``) the mean is 0.8-1.3 ms. With both cores oversubscribed the median
-stays below 0.1 ms but p99 reaches 10-12 ms (scheduler time slices). Every transaction has two
-deliveries, so a measured utilisation is low by about 2 x mean lateness per transaction.
+stays below 0.1 ms but p99 reaches 10-12 ms (scheduler time slices). The lateness of a request's
+delivery is hidden in the meter's turnaround (unless it is longer: ``late_meter``); the answer
+reaches the master late by its own, which counts as the master's idle time, so a measured
+utilisation is low by about one mean lateness per transaction. Stamping a TCP request when the
+emulator read it added the emulator's scheduling delay on top: Linux often runs the emulator on
+the CPU of the master that woke it, only after the master's own work following its send, 0.4-0.7
+ms per transaction (utilisation at 38400 baud with 63 meters 0.970 with the read time, 0.981-0.984
+with the kernel's stamp, interleaved runs in ``bench-results/sweep-linestamp.json``). Over a pty
+that delay is still counted against the master.
 """
 
 from __future__ import annotations
