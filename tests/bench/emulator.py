@@ -16,12 +16,28 @@ own error: plain ``asyncio.sleep`` overshoots by up to a millisecond (epoll's re
 emulator sleeps until ``spin_s`` before a deadline and then yields to the loop until the
 deadline passes.
 
+What is stamped where. A request starts on the line when it reached the emulator: over RTU over
+TCP when the kernel received the master's write (its receive timestamp, see
+:mod:`tests.bench.ports`), over a pty when the emulator read it (a pty has no receive
+timestamp). The silence after an answer is counted from a stamp taken just before the answer is
+written to the master, so a request the master sends in reply can never be stamped before it.
+Every other instant is computed from these: the request's end after its wire time, the answer's
+start after the meter's turnaround (or when the simulator answered, if later: ``late_meter``) and
+its end after its wire time.
+
 Measured on the 2-core development machine (``python -m tests.bench.accuracy``, 80 reads at each
 of 9600-115200 baud, another process using about 3/4 of one core): lateness per delivery mean
 0.06-0.3 ms, median <= 0.08 ms, p99 0.9-3.9 ms, max 4.1 ms, RTU over TCP and pty alike; with
 plain sleeps (``spin_s=0``) the mean is 0.8-1.3 ms. With both cores oversubscribed the median
-stays below 0.1 ms but p99 reaches 10-12 ms (scheduler time slices). Every transaction has two
-deliveries, so a measured utilisation is low by about 2 x mean lateness per transaction.
+stays below 0.1 ms but p99 reaches 10-12 ms (scheduler time slices). The lateness of a request's
+delivery is hidden in the meter's turnaround (unless it is longer: ``late_meter``); the answer
+reaches the master late by its own, which counts as the master's idle time, so a measured
+utilisation is low by about one mean lateness per transaction. Stamping a TCP request when the
+emulator read it added the emulator's scheduling delay on top: Linux often runs the emulator on
+the CPU of the master that woke it, only after the master's own work following its send, 0.4-0.7
+ms per transaction (utilisation at 38400 baud with 63 meters 0.970 with the read time, 0.981-0.984
+with the kernel's stamp, interleaved runs in ``bench-results/sweep-linestamp.json``). Over a pty
+that delay is still counted against the master.
 """
 
 from __future__ import annotations
@@ -34,7 +50,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests import rtu
-from tests.bench.ports import MasterPort, Meters, TcpMaster, open_pty_master
+from tests.bench.ports import MasterPort, Meters, open_pty_master, open_tcp_masters
 from tests.bench.wire import (
     LineFormat,
     ideal_transaction_s,
@@ -63,6 +79,7 @@ class BusCounters:
     #                      also counted as silence violations)
     bad_frames: int = 0  # bad CRC, unknown function, truncated: no meter answers these
     late_meter: int = 0  # the simulator took longer than the turnaround; the answer started late
+    unstamped: int = 0  # TCP reads without the kernel's receive stamp, stamped when read instead
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +120,9 @@ class BusEmulator:
     t3.5. ``dead`` units never answer (the set may be changed while running); if ``live`` is
     given, units outside it are silent too without asking the simulator. With ``drop_early`` a
     request that starts inside the t3.5 silence is not answered, as a meter that merges it with
-    the previous frame would; otherwise it is only counted.
+    the previous frame would; otherwise it is only counted. ``kernel_stamps`` false stamps an
+    RTU-over-TCP request when the emulator reads it instead of when the kernel received it (the
+    old way, to compare).
     """
 
     upstream: tuple[str, int]
@@ -114,6 +133,7 @@ class BusEmulator:
     drop_early: bool = False
     upstream_timeout_s: float = 0.1
     spin_s: float = 0.001
+    kernel_stamps: bool = True
     counters: BusCounters = field(default_factory=BusCounters)
     #: Requests that reached the meters, by their first six bytes (unit, function, address,
     #: count): which reads went over the line, not only how many.
@@ -153,11 +173,9 @@ class BusEmulator:
 
     async def serve_tcp(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
         """RTU over TCP front end; returns the bound address."""
-        server = await asyncio.get_running_loop().create_server(
-            lambda: TcpMaster(self, lambda t: self._closers.append(t.close)), host, port)
-        self._closers.append(server.close)
-        bound = server.sockets[0].getsockname()
-        return str(bound[0]), int(bound[1])
+        bound, close = open_tcp_masters(self, host, port, self.kernel_stamps)
+        self._closers.append(close)
+        return bound
 
     async def serve_pty(self) -> str:
         """A pseudo-terminal front end; returns the path a serial client opens."""
@@ -183,6 +201,9 @@ class BusEmulator:
 
     def received(self, nbytes: int) -> None:
         self.counters.bytes_to_meters += nbytes
+
+    def unstamped(self) -> None:
+        self.counters.unstamped += 1
 
     def submit(self, port: MasterPort, frame: bytes, start: float) -> None:
         """A master started ``frame`` on the line at ``start`` (monotonic seconds)."""

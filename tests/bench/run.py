@@ -93,6 +93,7 @@ async def utilisation(broker: Broker | None, baud: int, meters: int, window_s: f
         "baud": baud, "meters": meters, "dead": len(dead), "turnaround_ms": turnaround_s * 1e3,
         "window_s": round(elapsed, 2), "utilisation": round(ideal_s(bus, d) / elapsed, 4),
         "silence_violations": d.silence_violations, "collisions": d.collisions,
+        "unstamped_reads": d.unstamped,  # requests stamped when read: the kernel's stamp missing
         "answered": d.answered, "unanswered": d.unanswered,
         "polls_per_s": round(d.answered / elapsed, 2),
         "sweep_s": round(elapsed / (d.answered / live), 3) if d.answered else None,

@@ -7,7 +7,14 @@ delivers before a frame's wire time) or as counts; the machine may be loaded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
+import os
+import select
+import socket
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,11 +26,13 @@ from tests import rtu
 from tests.bench.emulator import (
     BusEmulator,
     LineFormat,
+    Transaction,
     ideal_transaction_s,
     ideal_wire_time,
     read_sizes,
     utilisation,
 )
+from tests.bench.ports import SO_TIMESTAMPNS, TIMESPEC, kernel_arrival_s
 
 # (unit, 0-based address, count): the float block, the first 124 registers, a small block.
 READS = [(1, 256, 90), (2, 0, 124), (1, 128, 26), (2, 256, 4)]
@@ -85,13 +94,17 @@ async def _poll(client: BusClient, bus: BusEmulator, rounds: int,
 async def test_busclient_over_rtu_over_tcp(sim_factory: Any, emulator_factory: Any) -> None:
     sim = sim_factory([1, 2], frozen=True)
     truth = await _reference(sim)
-    bus = await emulator_factory(sim, "115200 8N1", turnaround_s=0.004)
+    bus = await emulator_factory(sim, "115200 8N1", turnaround_s=0.004, record=True)
     host, port = await bus.serve_tcp()
     client = BusClient(TcpLink(host, port, rtu=True, baudrate=115200), timeout=1.0)
     try:
         durations = await _poll(client, bus, 3, truth)
     finally:
         client.close()
+    # Every request carried the kernel's receive stamp, and none is stamped before the answer
+    # that the client waited for had ended on the line.
+    assert bus.counters.unstamped == 0
+    _assert_in_turn(bus.log)
 
     line = bus.line
     sizes = [read_sizes(count) for _, _, count in READS] * 3
@@ -136,6 +149,12 @@ async def test_busclient_over_a_pty(sim_factory: Any, emulator_factory: Any) -> 
     assert bus.counters.silence_violations == 0
 
 
+def _assert_in_turn(log: list[Transaction] | None) -> None:
+    assert log
+    for before, after in itertools.pairwise(log):
+        assert after.start >= before.end
+
+
 async def _exchange(writer: asyncio.StreamWriter, reader: asyncio.StreamReader,
                     frame: bytes, answer_size: int) -> bytes:
     writer.write(frame)
@@ -147,7 +166,7 @@ async def test_a_request_inside_t35_is_counted(sim_factory: Any,
     # 1200 baud: t3.5 is 29 ms, far longer than a loopback round trip, so the early request
     # below is early however loaded the machine is.
     sim = sim_factory([1], frozen=True)
-    bus = await emulator_factory(sim, "1200 8N1", turnaround_s=0.0)
+    bus = await emulator_factory(sim, "1200 8N1", turnaround_s=0.0, record=True)
     reader, writer = await asyncio.open_connection(*await bus.serve_tcp())
     request, size = rtu.read_request(1, 0, 2), read_sizes(2)[1]
     try:
@@ -164,6 +183,8 @@ async def test_a_request_inside_t35_is_counted(sim_factory: Any,
     assert c.silence_violations == 1
     assert c.answered == 3
     assert c.collisions == 0
+    assert c.unstamped == 0
+    _assert_in_turn(bus.log)  # early, yet after the answer: the kernel stamped it in order
 
 
 async def test_a_request_over_an_answer_is_a_collision(sim_factory: Any,
@@ -207,3 +228,151 @@ async def test_a_dead_unit_times_out_and_frees_the_line(sim_factory: Any,
     assert c.busy_s == pytest.approx(
         line.wire_s(8) + sum(line.wire_s(8) + 0.005 + line.wire_s(r)
                              for r in (5 + 180, 5 + 248)))
+
+
+def _timespec_cmsg(seconds: int, nanoseconds: int) -> tuple[int, int, bytes]:
+    return socket.SOL_SOCKET, SO_TIMESTAMPNS, TIMESPEC.pack(seconds, nanoseconds)
+
+
+@pytest.mark.parametrize(("ancdata", "offset_ns", "read_s", "expected"), [
+    # 1000.5 s real time, real time 900 s ahead of the monotonic clock: 100.5 s monotonic.
+    ([_timespec_cmsg(1000, 500_000_000)], 900_000_000_000, 101.0, 100.5),
+    # Other ancillary data is skipped.
+    ([(socket.SOL_SOCKET, socket.SCM_RIGHTS, b"\0" * 4), _timespec_cmsg(1000, 0)],
+     900_000_000_000, 101.0, 100.0),
+    # A stamp after the read (the wall clock stepped back meanwhile) is the read time.
+    ([_timespec_cmsg(1002, 0)], 900_000_000_000, 101.0, 101.0),
+    # No stamp, or a truncated one: the caller falls back to the read time and counts it.
+    ([], 900_000_000_000, 101.0, None),
+    ([(socket.SOL_SOCKET, SO_TIMESTAMPNS, b"\0" * 8)], 900_000_000_000, 101.0, None),
+    ([(socket.IPPROTO_IP, SO_TIMESTAMPNS, TIMESPEC.pack(1000, 0))], 0, 101.0, None),
+])
+def test_the_kernel_stamp_on_the_loop_clock(ancdata: list[tuple[int, int, bytes]],
+                                            offset_ns: int, read_s: float,
+                                            expected: float | None) -> None:
+    assert kernel_arrival_s(ancdata, offset_ns, read_s) == expected
+
+
+#: How long the emulator's event loop is kept from running while a request arrives: far longer
+#: than the scheduling noise of a loaded machine (a few milliseconds), so the two stamps cannot
+#: be confused.
+BLOCKED_S = 0.03
+
+
+class _TcpConn:
+    def __init__(self, address: tuple[str, int]) -> None:
+        self.sock = socket.create_connection(address, timeout=5)
+
+    def write(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def read(self, size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            chunk = self.sock.recv(size - len(data))
+            assert chunk, "the emulator closed the connection"
+            data += chunk
+        return data
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class _PtyConn:
+    def __init__(self, path: str) -> None:
+        self.fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+
+    def write(self, data: bytes) -> None:
+        os.write(self.fd, data)
+
+    def read(self, size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            assert select.select([self.fd], [], [], 5)[0], "no answer from the emulator"
+            data += os.read(self.fd, size - len(data))
+        return data
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+async def _request_while_blocked(bus: BusEmulator,
+                                 connect: Callable[[], _TcpConn | _PtyConn]
+                                 ) -> tuple[float, float, float]:
+    """A master in another thread sends a read while the emulator's event loop is blocked for
+    ``BLOCKED_S``; returns (just before the write, just after it, when the loop ran again) on
+    the loop's clock. The loop stays blocked until the write has returned, so the request is in
+    the kernel before the emulator can read it, however the threads are scheduled."""
+    request, size = rtu.read_request(1, 0, 2), read_sizes(2)[1]
+    ready, go, sent = threading.Event(), threading.Event(), threading.Event()
+
+    def master() -> tuple[float, float]:
+        with contextlib.closing(connect()) as conn:
+            conn.write(request)  # the emulator has taken the connection and reads it
+            assert rtu.crc_ok(conn.read(size))
+            ready.set()
+            assert go.wait(5)
+            before = time.monotonic()
+            conn.write(request)
+            after = time.monotonic()
+            sent.set()
+            assert rtu.crc_ok(conn.read(size))
+            return before, after
+
+    released: list[float] = []
+
+    def block() -> None:
+        go.set()
+        assert sent.wait(5)
+        time.sleep(BLOCKED_S)
+        released.append(time.monotonic())
+
+    client = asyncio.ensure_future(asyncio.to_thread(master))
+    assert await asyncio.to_thread(ready.wait, 5)
+    asyncio.get_running_loop().call_soon(block)
+    before, after = await client
+    return before, after, released[0]
+
+
+async def test_a_tcp_request_is_stamped_when_the_kernel_received_it(
+        sim_factory: Any, emulator_factory: Any) -> None:
+    sim = sim_factory([1], frozen=True)
+    bus = await emulator_factory(sim, "115200 8N1", record=True)
+    address = await bus.serve_tcp()
+    before, after, released = await _request_while_blocked(bus, lambda: _TcpConn(address))
+    assert bus.log is not None and len(bus.log) == 2
+    start = bus.log[-1].start
+    # Over loopback the kernel stamps the data inside the master's send call (a millisecond of
+    # slack for the conversion between the wall clock and the monotonic one) ...
+    assert before - 0.001 <= start <= after + 0.001
+    # ... tens of milliseconds before the emulator could read it.
+    assert released - start >= BLOCKED_S
+    assert bus.counters.unstamped == 0
+    assert bus.counters.answered == 2
+
+
+async def test_a_pty_request_is_stamped_when_the_emulator_read_it(
+        sim_factory: Any, emulator_factory: Any) -> None:
+    sim = sim_factory([1], frozen=True)
+    bus = await emulator_factory(sim, "115200 8N1", record=True)
+    path = await bus.serve_pty()
+    _, after, released = await _request_while_blocked(bus, lambda: _PtyConn(path))
+    assert bus.log is not None and len(bus.log) == 2
+    # A pty has no receive stamp: the request starts when the loop ran again and read it, the
+    # blocked time counted as idle line.
+    assert bus.log[-1].start >= released
+    assert bus.log[-1].start - after >= BLOCKED_S
+    assert bus.counters.answered == 2
+
+
+async def test_read_time_stamps_over_tcp_on_request(sim_factory: Any,
+                                                    emulator_factory: Any) -> None:
+    """``kernel_stamps=False``, kept to compare the two, stamps a TCP request as a pty's."""
+    sim = sim_factory([1], frozen=True)
+    bus = await emulator_factory(sim, "115200 8N1", record=True, kernel_stamps=False)
+    address = await bus.serve_tcp()
+    _, after, released = await _request_while_blocked(bus, lambda: _TcpConn(address))
+    assert bus.log is not None
+    assert bus.log[-1].start >= released
+    assert bus.log[-1].start - after >= BLOCKED_S
+    assert bus.counters.unstamped == 0  # not asked for, so not missing
