@@ -71,6 +71,11 @@ def wall_time(monotonic_at: float | None, now_mono: float, now_wall: float) -> s
     return datetime.fromtimestamp(when, UTC).isoformat(timespec="seconds")
 
 
+#: Decimals of the meters' measured reaction in milliseconds (a hundredth: far below the
+#: spread of real answers, and what the page shows to a tenth).
+REACTION_MS_DECIMALS = 2
+
+
 def budget_status(live: LiveBudget | None) -> JSON | None:
     """A bus's budget with its meters' measured reaction; None on Modbus TCP."""
     if live is None:
@@ -82,7 +87,7 @@ def budget_status(live: LiveBudget | None) -> JSON | None:
         "limit": LIMIT,
         "fast_achievable_s": [round(s, 3) for s in live.achievable_fast_s],
         "meter_reaction_ms": None if live.meter_reaction_s is None
-        else round(live.meter_reaction_s * 1000.0, 2),
+        else round(live.meter_reaction_s * 1000.0, REACTION_MS_DECIMALS),
     }
 
 
