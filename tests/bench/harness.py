@@ -20,6 +20,7 @@ from typing import Any
 import aiomqtt
 import yaml
 
+from bridge.model.topics import Topics
 from tests.bench.emulator import BusCounters, BusEmulator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,6 +114,13 @@ async def bridge_process(config: dict[str, Any], workdir: Path) -> AsyncIterator
             await proc.wait()
 
 
+#: Publishing for the benches that measure how old the published power gets: power is published
+#: at every read that changes it. The built-in 10 W deadband would hold the simulator's power,
+#: which moves a few watts a second, for seconds at a time, and the age measured would be the
+#: deadband's, not the bridge's.
+FRESH_POWER: dict[str, Any] = {"deadband": {"power_w": 0}}
+
+
 def bus_config(host: str, port: int, baud: int, meters: list[dict[str, Any]],
                broker_port: int, state_dir: Path, timeout: float = 1.0,
                publish: dict[str, Any] | None = None,
@@ -126,6 +134,14 @@ def bus_config(host: str, port: int, baud: int, meters: list[dict[str, Any]],
         "publish": publish or {},
         "state_dir": str(state_dir), "log_level": "warning", "web": web,
     }
+
+
+def meter_states(states: dict[str, list[tuple[float, bytes]]]
+                 ) -> dict[str, list[tuple[float, bytes]]]:
+    """The meters' state messages by topic, without the bridge's own state (which carries no
+    meter's values)."""
+    bridge_topic = Topics().bridge_state
+    return {topic: messages for topic, messages in states.items() if topic != bridge_topic}
 
 
 async def wait_answered(bus: BusEmulator, count: int, timeout: float) -> None:

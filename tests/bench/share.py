@@ -22,7 +22,15 @@ from typing import Any
 from bridge.sim.broker import Broker, free_port
 from bridge.sim.server import Simulator
 from tests.bench.emulator import BusEmulator
-from tests.bench.harness import ROOT, bridge_process, bus_config, mqtt_counter, wait_answered
+from tests.bench.harness import (
+    FRESH_POWER,
+    ROOT,
+    bridge_process,
+    bus_config,
+    meter_states,
+    mqtt_counter,
+    wait_answered,
+)
 
 Result = dict[str, Any]
 
@@ -51,7 +59,7 @@ async def one_run(broker: Broker, window_s: float, clients: bool) -> Result:
         with tempfile.TemporaryDirectory() as tmp:
             # Every read published at once: the age measured is the bridge's, not a hold.
             config = bus_config(host, port, BAUD, meters, broker.port, Path(tmp) / "state",
-                                publish={"min_interval_s": 0})
+                                publish={"min_interval_s": 0, **FRESH_POWER})
             config["modbus_server"] = {"port": server_port, "max_age_s": MAX_AGE_S}
             async with mqtt_counter(broker.port, record=True) as mqtt, \
                     bridge_process(config, Path(tmp)):
@@ -72,7 +80,7 @@ async def one_run(broker: Broker, window_s: float, clients: bool) -> Result:
                 elapsed = time.monotonic() - t0
                 answered = bus.counters.answered - answered0
                 requests = bus.requests - requests0
-                states = dict(mqtt.states)
+                states = meter_states(mqtt.states)
                 if proc is not None:
                     out, _ = await proc.communicate()
                     peers = json.loads(out)

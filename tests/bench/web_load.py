@@ -26,11 +26,13 @@ from bridge.sim.broker import Broker, free_port
 from bridge.sim.server import Simulator
 from tests.bench.emulator import BusEmulator
 from tests.bench.harness import (
+    FRESH_POWER,
     bridge_process,
     bus_config,
     counters_delta,
     cpu_s,
     ideal_s,
+    meter_states,
     mqtt_counter,
     wait_answered,
 )
@@ -109,7 +111,7 @@ async def web_cost(broker: Broker, window_s: float, meters: int = 63, baud: int 
     try:
         with tempfile.TemporaryDirectory() as tmp:
             config = bus_config(host, port, baud, cfg, broker.port, Path(tmp) / "state",
-                                web={"host": "127.0.0.1", "port": web_port})
+                                publish=FRESH_POWER, web={"host": "127.0.0.1", "port": web_port})
             async with mqtt_counter(broker.port, record=True) as mqtt, \
                     bridge_process(config, Path(tmp)) as pid:
                 await wait_answered(bus, 3 * meters, 120)
@@ -125,7 +127,7 @@ async def web_cost(broker: Broker, window_s: float, meters: int = 63, baud: int 
                         await asyncio.sleep(window_s)
                         d, elapsed = counters_delta(c0, bus.counters), time.monotonic() - t0
                         cpu = cpu_s(pid) - cpu0
-                        states = dict(mqtt.states)
+                        states = meter_states(mqtt.states)
                     ages = [max_gap(m, "power_w", t0, t0 + elapsed) for m in states.values()]
                     windows[name] = {
                         "window_s": round(elapsed, 1),
