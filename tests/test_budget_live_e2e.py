@@ -30,9 +30,9 @@ T35_19200_S = silence_s(19200)
 #: moves the weighted mean by a tenth of it; the first answers weigh more). 11.1 ms was seen
 #: for the 8.2 ms emulated while the whole suite ran beside; the default is 0.2 ms.
 BELOW_MS, ABOVE_MS = 0.3, 8.0
-#: The page with the budget line, to look at (not a reference image).
 #: The step of the reaction the status publishes.
 REACTION_STEP_MS = 10.0 ** -REACTION_MS_DECIMALS
+#: The page with the budget line, to look at (not a reference image).
 SCREENSHOT = ROOT / "test-artifacts" / "status-page-budget.png"
 
 
@@ -140,7 +140,7 @@ async def test_the_status_prices_the_line_with_the_measured_reaction(
     quick = live_budget(service.pollers[0].cfg, PROFILE, scales, None)
     assert quick is not None and budget["share_needed"] > quick.share
     # Priced with the measured reaction: the status publishes that reaction rounded to
-    # 0.01 ms, so the share and the refresh lie between the prices of its rounding bounds.
+    # REACTION_STEP_MS, so the share and the refresh lie between its rounding bounds' prices.
     low, high = (live_budget(service.pollers[0].cfg, PROFILE, scales,
                              (budget["meter_reaction_ms"] + delta_ms) / 1000.0)
                  for delta_ms in (-REACTION_STEP_MS / 2, REACTION_STEP_MS / 2))

@@ -114,10 +114,9 @@ async def bridge_process(config: dict[str, Any], workdir: Path) -> AsyncIterator
             await proc.wait()
 
 
-#: Publishing for the benches that measure how old the published power gets: power is published
-#: at every read that changes it. The built-in 10 W deadband would hold the simulator's power,
-#: which moves a few watts a second, for seconds at a time, and the age measured would be the
-#: deadband's, not the bridge's.
+#: Publishing for the benches that measure how old the published power gets: no deadband on
+#: power. The built-in 10 W deadband would hold the simulator's power, which moves a few watts a
+#: second, for seconds at a time, and the age measured would be the deadband's, not the bridge's.
 FRESH_POWER: dict[str, Any] = {"deadband": {"power_w": 0}}
 
 
