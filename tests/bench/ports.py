@@ -33,8 +33,10 @@ PARTIAL_FRAME_TIMEOUT_S = 0.05
 #: of this type. Python's socket module has no constant for it.
 SO_TIMESTAMPNS = 35
 
-#: The stamp's layout: a struct timespec (seconds, nanoseconds) on CLOCK_REALTIME.
-TIMESPEC = struct.Struct("@qq")
+#: The stamp's layout: the kernel's old struct timespec (seconds, nanoseconds as C longs) on
+#: CLOCK_REALTIME, which is what option 35 delivers on 64-bit and 32-bit systems alike (a 32-bit
+#: Raspberry Pi OS gets two 4-byte fields).
+TIMESPEC = struct.Struct("@ll")
 
 #: Bytes a master's read takes at most (requests are 8 bytes; writes of registers up to 256).
 READ_SIZE = 4096
