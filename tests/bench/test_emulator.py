@@ -244,7 +244,8 @@ def _timespec_cmsg(seconds: int, nanoseconds: int) -> tuple[int, int, bytes]:
     ([_timespec_cmsg(1002, 0)], 900_000_000_000, 101.0, 101.0),
     # No stamp, or a truncated one: the caller falls back to the read time and counts it.
     ([], 900_000_000_000, 101.0, None),
-    ([(socket.SOL_SOCKET, SO_TIMESTAMPNS, b"\0" * 8)], 900_000_000_000, 101.0, None),
+    ([(socket.SOL_SOCKET, SO_TIMESTAMPNS, b"\0" * (TIMESPEC.size - 1))], 900_000_000_000, 101.0,
+     None),
     ([(socket.IPPROTO_IP, SO_TIMESTAMPNS, TIMESPEC.pack(1000, 0))], 0, 101.0, None),
 ])
 def test_the_kernel_stamp_on_the_loop_clock(ancdata: list[tuple[int, int, bytes]],
