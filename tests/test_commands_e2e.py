@@ -278,7 +278,12 @@ async def test_random_payloads_never_write_an_invalid_value(broker: Broker, sim_
                                                              tmp_path: Path) -> None:
     sim = sim_factory([1], 40, frozen=True)
     _, port = await sim.serve_tcp()
-    cfg = bridge_config(broker.port, [tcp_bus(port, [meter_cfg(poll_interval=5)])], tmp_path)
+    # The writes are counted against the accepted commands below, so no answer may time out: a
+    # write whose answer came late may still have reached the meter, and its retry writes again.
+    # The simulator answers from this test's event loop, which is busy publishing the commands;
+    # on a loaded machine it once took longer than the helpers' 0.3 s.
+    bus = tcp_bus(port, [meter_cfg(poll_interval=5)], timeout=5.0)
+    cfg = bridge_config(broker.port, [bus], tmp_path)
     sent = payloads(random.Random(4000))
     async with recorder(broker.port, ("series4000/main/result",)) as rec, running(cfg):
         await asyncio.sleep(1.0)
