@@ -58,7 +58,8 @@ def ideal_s(bus: BusEmulator, d: BusCounters) -> float:
 class MqttCount:
     messages: int = 0
     bytes: int = 0
-    #: topic -> list of (time, payload) for state topics, when recording.
+    #: topic -> list of (time, payload) for the meters' state topics (not the bridge's own,
+    #: which carries no meter's values), when recording.
     states: dict[str, list[tuple[float, bytes]]] = field(default_factory=dict)
     record: bool = False
 
@@ -74,6 +75,8 @@ async def mqtt_counter(port: int | None, record: bool = False) -> AsyncIterator[
         yield count
         return
 
+    bridge_topic = Topics().bridge_state
+
     async def pump() -> None:
         async with aiomqtt.Client("127.0.0.1", port, identifier=f"bench-{os.getpid()}") as c:
             await c.subscribe("series4000/#")
@@ -82,7 +85,7 @@ async def mqtt_counter(port: int | None, record: bool = False) -> AsyncIterator[
                 count.messages += 1
                 count.bytes += len(payload)
                 topic = str(m.topic)
-                if count.record and topic.endswith("/state"):
+                if count.record and topic.endswith("/state") and topic != bridge_topic:
                     count.states.setdefault(topic, []).append((time.monotonic(), payload))
 
     task = asyncio.create_task(pump())
@@ -133,14 +136,6 @@ def bus_config(host: str, port: int, baud: int, meters: list[dict[str, Any]],
         "publish": publish or {},
         "state_dir": str(state_dir), "log_level": "warning", "web": web,
     }
-
-
-def meter_states(states: dict[str, list[tuple[float, bytes]]]
-                 ) -> dict[str, list[tuple[float, bytes]]]:
-    """The meters' state messages by topic, without the bridge's own state (which carries no
-    meter's values)."""
-    bridge_topic = Topics().bridge_state
-    return {topic: messages for topic, messages in states.items() if topic != bridge_topic}
 
 
 async def wait_answered(bus: BusEmulator, count: int, timeout: float) -> None:

@@ -27,7 +27,6 @@ from tests.bench.harness import (
     ROOT,
     bridge_process,
     bus_config,
-    meter_states,
     mqtt_counter,
     wait_answered,
 )
@@ -80,7 +79,7 @@ async def one_run(broker: Broker, window_s: float, clients: bool) -> Result:
                 elapsed = time.monotonic() - t0
                 answered = bus.counters.answered - answered0
                 requests = bus.requests - requests0
-                states = meter_states(mqtt.states)
+                states = dict(mqtt.states)
                 if proc is not None:
                     out, _ = await proc.communicate()
                     peers = json.loads(out)

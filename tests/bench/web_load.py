@@ -32,7 +32,6 @@ from tests.bench.harness import (
     counters_delta,
     cpu_s,
     ideal_s,
-    meter_states,
     mqtt_counter,
     wait_answered,
 )
@@ -127,7 +126,7 @@ async def web_cost(broker: Broker, window_s: float, meters: int = 63, baud: int 
                         await asyncio.sleep(window_s)
                         d, elapsed = counters_delta(c0, bus.counters), time.monotonic() - t0
                         cpu = cpu_s(pid) - cpu0
-                        states = meter_states(mqtt.states)
+                        states = dict(mqtt.states)
                     ages = [max_gap(m, "power_w", t0, t0 + elapsed) for m in states.values()]
                     windows[name] = {
                         "window_s": round(elapsed, 1),
