@@ -12,7 +12,8 @@ machine is shared and noisy; repeated runs are summarised by their median.
   everything every 29 s, and 63 meters, power every 1.0 s and everything every 30 s: each
   meter's worst power-read and full-read gap on the emulator's timeline, against the issue's
   targets and the refresh the bus budget says is achievable;
-- CPU seconds per 1000 meter polls (decode, validity, publish) against a bare pymodbus loop;
+- CPU seconds per 1000 meter polls (decode, validity, publish) against a bare pymodbus loop,
+  and against the floor (``tests/bench/floor.py``: the work every poll needs, done plainly);
 - resident memory with 63 meters, and its growth over the run;
 - MQTT messages and bytes per meter poll, without and with a deadband;
 - the status page's cost: utilisation and fast-tier freshness with a web client polling the API
@@ -107,11 +108,26 @@ async def utilisation(broker: Broker | None, baud: int, meters: int, window_s: f
 
 async def bare_cpu(baud: int, meters: int, window_s: float) -> Result:
     """CPU per 1000 polls of a bare pymodbus loop on the same emulated line."""
+    return await loop_cpu("tests.bench.bare", baud, meters, window_s)
+
+
+async def floor_cpu(broker: Broker | None, baud: int, meters: int, window_s: float) -> Result:
+    """CPU per 1000 polls of the least a bridge must do (tests/bench/floor.py); ``broker``
+    None: the states are serialised but not published."""
+    publish = ("--broker", str(broker.port)) if broker else ()
+    return await loop_cpu("tests.bench.floor", baud, meters, window_s,
+                          ("--baud", str(baud), *publish))
+
+
+async def loop_cpu(module: str, baud: int, meters: int, window_s: float,
+                   args: tuple[str, ...] = ()) -> Result:
+    """CPU per 1000 polls of a reference loop (a module run with ``--port`` and ``--units``)
+    on an emulated line of its own."""
     sim = Simulator.build(range(1, meters + 1), 40)
     bus = await BusEmulator.for_simulator(sim, f"{baud} 8N1", turnaround_s=0.0)
     _, port = await bus.serve_tcp()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.bench.bare", "--port", str(port), "--units", str(meters),
+        sys.executable, "-m", module, "--port", str(port), "--units", str(meters), *args,
         cwd=str(ROOT), stdout=asyncio.subprocess.PIPE)
     try:
         await wait_answered(bus, 2 * meters, 60)
@@ -287,6 +303,10 @@ def table(results: Result) -> str:
         f"{cpu['bare_pymodbus_cpu_s_per_1000_polls']} s: {cpu['ratio']:.2f}x "
         f"({cpu['ratio_without_mqtt']:.2f}x without MQTT; medians of {len(cpu['rounds'])} "
         f"rounds, each against its own bare loop; 1-min load {cpu['load_average_1min']})",
+        f"- the floor (tests/bench/floor.py: read with t3.5 kept, decode, serialise, nothing "
+        f"else) {cpu['floor_cpu_s_per_1000_polls']} s per 1000 polls: {cpu['floor_ratio']:.2f}x "
+        f"the bare loop, {cpu['floor_publishing_ratio']:.2f}x publishing every poll; the bridge "
+        f"without MQTT is {cpu['bridge_without_mqtt_over_floor']:.2f}x the floor",
         tiered.line(t40),
         tiered.line(tr),
         tiered.line(results["tiered_sub"]),
