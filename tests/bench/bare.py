@@ -22,7 +22,8 @@ from pymodbus.framer import FramerType
 async def loop(port: int, units: int, seconds: float) -> int:
     client = AsyncModbusTcpClient("127.0.0.1", port=port, framer=FramerType.RTU, timeout=2,
                                   retries=0)
-    await client.connect()
+    if not await client.connect():
+        raise SystemExit(f"no Modbus server answers at 127.0.0.1:{port}")
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     reads = 0

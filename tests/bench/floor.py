@@ -37,7 +37,8 @@ async def loop(port: int, broker_port: int | None, units: int, seconds: float,
                baud: int) -> int:
     client = AsyncModbusTcpClient("127.0.0.1", port=port, framer=FramerType.RTU, timeout=2,
                                   retries=0)
-    await client.connect()
+    if not await client.connect():
+        raise SystemExit(f"no Modbus server answers at 127.0.0.1:{port}")
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     silence = silence_s(baud)
@@ -82,8 +83,8 @@ def main() -> int:
     parser.add_argument("--baud", type=int, default=115200, help="the line's speed, for t3.5")
     parser.add_argument("--seconds", type=float, default=3600)
     args = parser.parse_args()
-    print(asyncio.run(loop(args.port, args.broker, args.units, args.seconds,
-                                    args.baud)), flush=True)
+    reads = asyncio.run(loop(args.port, args.broker, args.units, args.seconds, args.baud))
+    print(reads, flush=True)
     return 0
 
 
