@@ -120,6 +120,39 @@ def test_a_block_outside_the_plan_is_compiled_on_the_spot() -> None:
     assert compile_plan(full, {}).decode(answers) == codec_published(answers, {})
 
 
+def copied(block: ReadBlock) -> ReadBlock:
+    """An equal block that is another object, as a second meter's plan holds."""
+    return ReadBlock(block.start, block.count, tuple(block.registers))
+
+
+@pytest.mark.parametrize(("scales_a", "scales_b", "shared"), [
+    ({138: -1, 139: -1, 140: 0, 141: 0}, {138: -1, 139: -1, 140: 0, 141: 0}, True),
+    # The same registers in another order: the same scales.
+    ({141: 0, 140: 0, 139: -1, 138: -1}, {138: -1, 139: -1, 140: 0, 141: 0}, True),
+    ({138: -1, 139: -1, 140: 0, 141: 0}, {138: -1, 139: -1, 140: -2, 141: -2}, False),
+])
+def test_meters_with_equal_blocks_and_scales_share_one_decoder(
+        scales_a: dict[int, int], scales_b: dict[int, int], shared: bool) -> None:
+    first = compile_plan(INTEGER_PLAN, scales_a)
+    others = tuple(copied(b) for b in INTEGER_PLAN)
+    second = compile_plan(others, scales_b)
+    for a, b in zip(INTEGER_PLAN, others, strict=True):
+        assert (first.blocks[id(a)][1] is second.blocks[id(b)][1]) is shared
+    # Each plan decodes its own block objects, with its own scales.
+    for plan, blocks, scales in ((first, INTEGER_PLAN, scales_a), (second, others, scales_b)):
+        answers = answers_for({r: 1234 for r in range(1, 53)}, blocks)
+        assert plan.decode(answers) == codec_published(answers, scales)
+
+
+def test_an_equal_block_that_is_another_object_decodes_like_the_planned_one() -> None:
+    """The reader answers with the plan's own blocks; any other object (an id reused after a
+    replan) is looked up by its rows, not mistaken for the block that had its id."""
+    image = SimulatedMeter(1, 40).registers()
+    plan = compile_plan([FLOAT_POWER], {})
+    answers = answers_for(image, [copied(FLOAT_POWER)])
+    assert plan.decode(answers) == codec_published(answers, {})
+
+
 def test_the_never_lower_rule_holds_on_the_compiled_values() -> None:
     sim = SimulatedMeter(1, 40, frozen=True)
     blocks = PROFILE.measurement_plan(40)

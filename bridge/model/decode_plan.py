@@ -1,7 +1,8 @@
 """A meter set-up's read blocks compiled into decoders, once per set-up (pure).
 
 Every poll decodes the same blocks under the same scale registers, so what does not change
-between polls is worked out once, when the plan or the set-up changes: one ``struct`` format per
+between polls is worked out once, when the plan or the set-up changes (and once for all the
+meters that read equal blocks under equal scale registers): one ``struct`` format per
 block that unpacks every published row in one call (rows without a key, and later rows of a key
 that an earlier row already gives, are skipped as padding), each row's power of ten with its
 scale register applied, and the key's published form (a count as an integer, other numbers
@@ -12,6 +13,7 @@ rounded to the published resolution). The words -> value rules are :mod:`bridge.
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 from collections.abc import Mapping, Sequence
@@ -172,30 +174,49 @@ def compile_block(block: ReadBlock, scales: Mapping[int, int]) -> BlockDecoder:
     return BlockDecoder(block, struct.Struct("".join(fmt)), floats, others)
 
 
+#: Distinct (block, scale registers) pairs kept compiled: a few per meter model and wiring.
+SHARED_DECODERS = 256
+
+
+@functools.lru_cache(maxsize=SHARED_DECODERS)
+def _shared(block: ReadBlock, scales: tuple[tuple[int, int], ...]) -> BlockDecoder:
+    return compile_block(block, dict(scales))
+
+
+def shared_decoder(block: ReadBlock, scales: Mapping[int, int]) -> BlockDecoder:
+    """The block's decoder under ``scales``, compiled once for every meter that reads an equal
+    block under equal scale registers (meters wired alike on one panel share it)."""
+    return _shared(block, tuple(sorted(scales.items())))
+
+
 @dataclass(frozen=True, slots=True)
 class DecodePlan:
     """The decoders of a meter's read blocks under one set of scale registers."""
 
     scales: Mapping[int, int]
-    #: By the identity of the plan's blocks (the reader answers with the very blocks it was
-    #: given; hashing a block would hash all its rows on every poll).
-    blocks: Mapping[int, BlockDecoder]
+    #: (the block, its decoder) by the identity of the plan's blocks: the reader answers with
+    #: the very blocks it was given, and hashing a block would hash all its rows on every
+    #: poll. The block is kept to tell it from a later object that took over its id.
+    blocks: Mapping[int, tuple[ReadBlock, BlockDecoder]]
 
     def decode(self, answers: Sequence[tuple[ReadBlock, Sequence[int]]]
                ) -> dict[str, Number | None]:
         """Values by key in their published form (None: QNAN); the first block that gives a
-        key wins. A block outside the plan (a read split after a refusal) is compiled here."""
+        key wins. A block outside the plan (a read split after a refusal) is looked up by its
+        rows."""
         out: dict[str, Number | None] = {}
         for block, words in answers:
-            decoder = self.blocks.get(id(block))
-            if decoder is None or decoder.block is not block:
-                decoder = compile_block(block, self.scales)
+            planned = self.blocks.get(id(block))
+            if planned is not None and planned[0] is block:
+                decoder = planned[1]
+            else:
+                decoder = shared_decoder(block, self.scales)
             decoder.decode(words, out)
         return out
 
 
 def compile_plan(blocks: Sequence[ReadBlock], scales: Mapping[int, int]) -> DecodePlan:
-    return DecodePlan(dict(scales), {id(b): compile_block(b, scales) for b in blocks})
+    return DecodePlan(dict(scales), {id(b): (b, shared_decoder(b, scales)) for b in blocks})
 
 
 EMPTY = DecodePlan({}, {})
