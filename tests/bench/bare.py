@@ -19,13 +19,20 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.framer import FramerType
 
 
-async def loop(port: int, units: int, seconds: float) -> int:
+async def connect(port: int) -> tuple[AsyncModbusTcpClient, asyncio.Event]:
+    """The reference loops' client (the bridge's client class and framer), connected, and the
+    event SIGTERM sets."""
     client = AsyncModbusTcpClient("127.0.0.1", port=port, framer=FramerType.RTU, timeout=2,
                                   retries=0)
     if not await client.connect():
         raise SystemExit(f"no Modbus server answers at 127.0.0.1:{port}")
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    return client, stop
+
+
+async def loop(port: int, units: int, seconds: float) -> int:
+    client, stop = await connect(port)
     reads = 0
     deadline = time.monotonic() + seconds
     while not stop.is_set() and time.monotonic() < deadline:

@@ -17,30 +17,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
 import sys
 import time
 from contextlib import AsyncExitStack
 
 import aiomqtt
-from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.framer import FramerType
 
 from bridge.meters.series4000 import PROFILE
 from bridge.modbus.links import silence_s
 from bridge.model.decode_plan import compile_plan
+from tests.bench.bare import connect
 
 TOPIC = "floor"
 
 
 async def loop(port: int, broker_port: int | None, units: int, seconds: float,
                baud: int) -> int:
-    client = AsyncModbusTcpClient("127.0.0.1", port=port, framer=FramerType.RTU, timeout=2,
-                                  retries=0)
-    if not await client.connect():
-        raise SystemExit(f"no Modbus server answers at 127.0.0.1:{port}")
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    client, stop = await connect(port)
     silence = silence_s(baud)
     last_rx = 0.0
 
