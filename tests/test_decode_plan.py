@@ -145,8 +145,8 @@ def test_meters_with_equal_blocks_and_scales_share_one_decoder(
 
 
 def test_an_equal_block_that_is_another_object_decodes_like_the_planned_one() -> None:
-    """The reader answers with the plan's own blocks; any other object (an id reused after a
-    replan) is looked up by its rows, not mistaken for the block that had its id."""
+    """The reader answers with the plan's own blocks; any other block object (an equal block
+    from another meter's plan) is looked up by its rows."""
     image = SimulatedMeter(1, 40).registers()
     plan = compile_plan([FLOAT_POWER], {})
     answers = answers_for(image, [copied(FLOAT_POWER)])

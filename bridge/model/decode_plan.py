@@ -196,7 +196,8 @@ class DecodePlan:
     scales: Mapping[int, int]
     #: (the block, its decoder) by the identity of the plan's blocks: the reader answers with
     #: the very blocks it was given, and hashing a block would hash all its rows on every
-    #: poll. The block is kept to tell it from a later object that took over its id.
+    #: poll. Holding the block keeps its id from passing to another object while the plan
+    #: lives (the decoder's own block may be another meter's).
     blocks: Mapping[int, tuple[ReadBlock, BlockDecoder]]
 
     def decode(self, answers: Sequence[tuple[ReadBlock, Sequence[int]]]
