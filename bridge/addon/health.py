@@ -62,7 +62,8 @@ async def heartbeat(status: Callable[[], Mapping[str, Any]], path: Path, stop: a
                          "mqtt_down_since": down_since, "meters": current.get("meters", {})})
             written_at, written_connected = now, connected
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), tick_s)
+            async with asyncio.timeout(tick_s):  # not wait_for: see bridge_report.run
+                await stop.wait()
 
 
 def judge(record: Mapping[str, Any] | None, now: float, max_age_s: float = MAX_AGE_S,

@@ -162,7 +162,9 @@ class StatusBoard:
         waiter: asyncio.Future[None] = self._loop.create_future()
         self._waiters.add(waiter)
         try:
-            await asyncio.wait_for(waiter, timeout)
+            # Not wait_for: on Python 3.11 it drops a cancellation that arrives with the change.
+            async with asyncio.timeout(timeout):
+                await waiter
         except TimeoutError:
             return False
         finally:

@@ -108,7 +108,10 @@ class MeterShare:
         if future is None:
             future = self._queue_read(poller, rt, key)
         try:
-            words = await asyncio.wait_for(asyncio.shield(future), self.wait_s)
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancellation that
+            # arrives with the answer, and the server's stop would wait on this connection.
+            async with asyncio.timeout(self.wait_s):
+                words = await asyncio.shield(future)
         except TimeoutError:
             raise RequestRefused(GATEWAY_TARGET_FAILED,
                                  f"{rt.name}: no read within {self.wait_s:g} s") from None
@@ -157,7 +160,8 @@ class MeterShare:
                                None, "too many commands queued; try again")
                 raise RequestRefused(DEVICE_BUSY, f"the bus of {rt.name} has too much queued")
             try:
-                outcome = await asyncio.wait_for(asyncio.shield(reply), self.wait_s)
+                async with asyncio.timeout(self.wait_s):  # not wait_for: see read_through
+                    outcome = await asyncio.shield(reply)
             except TimeoutError:
                 raise RequestRefused(GATEWAY_TARGET_FAILED,
                                      f"{rt.name}: {key} not done within {self.wait_s:g} s"
