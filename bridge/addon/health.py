@@ -62,7 +62,7 @@ async def heartbeat(status: Callable[[], Mapping[str, Any]], path: Path, stop: a
                          "mqtt_down_since": down_since, "meters": current.get("meters", {})})
             written_at, written_connected = now, connected
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(tick_s):  # not wait_for: see bridge_report.run
+            async with asyncio.timeout(tick_s):
                 await stop.wait()
 
 

@@ -67,9 +67,6 @@ class BridgeReport:
             self.publish_if_due()
             assert self.last is not None
             wait_s = max(0.0, self.last.at + self.interval_s - self.board.clock())
-            # asyncio.timeout, not wait_for: Python 3.11's wait_for returns and drops the
-            # cancellation when the wake-up and the service's stop arrive in the same turn, and
-            # this loop would then never end.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait_s):
                     await self._wake.wait()

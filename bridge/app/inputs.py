@@ -182,8 +182,6 @@ class PulseChannel(_Channel):
         if store.load(self.store_path).total is None:
             # No usable file: wait a little for the other sources of the total.
             with contextlib.suppress(TimeoutError):
-                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can drop the service's
-                # stop when it arrives as the sources do, and the input would run on.
                 async with asyncio.timeout(RESTORE_WAIT_S):
                     await self._sources()
             if self._meter_weight is not None and weight != self._meter_weight:

@@ -162,7 +162,6 @@ class StatusBoard:
         waiter: asyncio.Future[None] = self._loop.create_future()
         self._waiters.add(waiter)
         try:
-            # Not wait_for: on Python 3.11 it drops a cancellation that arrives with the change.
             async with asyncio.timeout(timeout):
                 await waiter
         except TimeoutError:

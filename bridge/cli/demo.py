@@ -209,7 +209,8 @@ async def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         deadline = time.monotonic() + args.seconds if args.seconds else None
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 1.0)
+                async with asyncio.timeout(1.0):
+                    await stop.wait()
             view.draw()
             if deadline is not None and time.monotonic() >= deadline:
                 stop.set()
@@ -220,7 +221,8 @@ async def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             viewer.cancel()
         for task in tasks:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(task, 15)
+                async with asyncio.timeout(15):
+                    await task
         await sim.stop()
         if broker is not None:
             broker.stop()

@@ -108,8 +108,6 @@ class MeterShare:
         if future is None:
             future = self._queue_read(poller, rt, key)
         try:
-            # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancellation that
-            # arrives with the answer, and the server's stop would wait on this connection.
             async with asyncio.timeout(self.wait_s):
                 words = await asyncio.shield(future)
         except TimeoutError:
@@ -160,7 +158,7 @@ class MeterShare:
                                None, "too many commands queued; try again")
                 raise RequestRefused(DEVICE_BUSY, f"the bus of {rt.name} has too much queued")
             try:
-                async with asyncio.timeout(self.wait_s):  # not wait_for: see read_through
+                async with asyncio.timeout(self.wait_s):
                     outcome = await asyncio.shield(reply)
             except TimeoutError:
                 raise RequestRefused(GATEWAY_TARGET_FAILED,

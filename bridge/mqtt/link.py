@@ -141,7 +141,8 @@ class MqttLink:
             if stop.is_set():
                 break
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), backoff)
+                async with asyncio.timeout(backoff):
+                    await stop.wait()
             backoff = min(backoff * 2, RECONNECT_MAX_S)
 
     def _report(self, text: str) -> None:
