@@ -103,9 +103,12 @@ async def test_the_status_prices_the_line_with_the_measured_reaction(
     cfg = bridge_config(broker.port, [serial, lan], tmp_path, web=web_settings())
 
     def measured(status: dict[str, Any]) -> bool:
+        """Enough transactions, and the reaction settled near the meter's: a moving average, it
+        carries a scheduling delay of a loaded machine for a few transactions (24 ms seen for
+        the 8.2 ms emulated with two test suites running beside)."""
         by_name = {b["name"]: b for b in status["buses"]}
         return by_name["line"]["transactions"] >= 30 and \
-            by_name["line"]["budget"]["meter_reaction_ms"] is not None and \
+            in_band(by_name["line"]["budget"]["meter_reaction_ms"], TURNAROUND_S) and \
             all(m["refresh_s"] is not None for m in status["meters"])
 
     async with running(cfg) as service:
