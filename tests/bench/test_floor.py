@@ -4,13 +4,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
-
-import aiomqtt
 
 from bridge.meters.series4000 import PROFILE
 from tests.bench import bare, floor
+from tests.mqtt_helpers import recorder
 
 SECONDS = 1.5
 
@@ -20,23 +18,16 @@ async def test_the_floor_keeps_t35_and_publishes_each_units_decoded_values(
     sim = sim_factory([1, 2], 40)
     bus = await emulator_factory(sim, "115200 8N1")
     _, port = await bus.serve_tcp()
-    states: dict[str, dict[str, Any]] = {}
-    async with aiomqtt.Client("127.0.0.1", broker.port) as subscriber:
-        await subscriber.subscribe(f"{floor.TOPIC}/+/state")
-
-        async def receive() -> None:
-            async for message in subscriber.messages:
-                assert isinstance(message.payload, bytes)
-                states[str(message.topic)] = json.loads(message.payload)
-
-        receiver = asyncio.create_task(receive())
+    topics = [f"{floor.TOPIC}/1/state", f"{floor.TOPIC}/2/state"]
+    async with recorder(broker.port, (f"{floor.TOPIC}/+/state",)) as rec:
         reads = await floor.loop(port, broker.port, 2, SECONDS, 115200)
-        await asyncio.sleep(0.5)  # the last states on their way through the broker
-        receiver.cancel()
+        # The last states on their way through the broker.
+        await rec.wait_for(lambda r: all(r.on(t) for t in topics), what="both units' states")
+        states = {m.topic: m.json() for m in rec.messages}
     # Every poll after the set-up reads is one read of the float block.
     assert reads == bus.counters.answered - 2 > 10
     assert bus.counters.silence_violations == 0
-    assert sorted(states) == [f"{floor.TOPIC}/1/state", f"{floor.TOPIC}/2/state"]
+    assert sorted(states) == topics
     keys = {r.key for b in PROFILE.measurement_plan(40) for r in b.registers if r.key}
     for values in states.values():
         assert set(values) == keys
@@ -49,10 +40,10 @@ async def test_without_a_broker_the_floor_decodes_and_publishes_nothing(
     sim = sim_factory([1], 40)
     bus = await emulator_factory(sim, "115200 8N1")
     _, port = await bus.serve_tcp()
-    async with aiomqtt.Client("127.0.0.1", broker.port) as subscriber:
-        await subscriber.subscribe("#")
+    async with recorder(broker.port) as rec:
         reads = await floor.loop(port, None, 1, SECONDS, 115200)
-        published = [str(m.topic) async for m in _within(subscriber, 0.5)]
+        await asyncio.sleep(0.5)  # what a publication would take through the broker
+        published = [m.topic for m in rec.messages]
     assert reads > 10
     assert bus.counters.silence_violations == 0
     assert published == []
@@ -66,14 +57,3 @@ async def test_the_bare_loop_sends_inside_t35(sim_factory: Any, emulator_factory
     reads = await bare.loop(port, 2, SECONDS)
     assert reads > 10
     assert bus.counters.silence_violations > 0
-
-
-async def _within(client: aiomqtt.Client, seconds: float) -> Any:
-    """The messages that arrive within ``seconds``."""
-    with_deadline = client.messages.__aiter__()
-    end = asyncio.get_running_loop().time() + seconds
-    while (left := end - asyncio.get_running_loop().time()) > 0:
-        try:
-            yield await asyncio.wait_for(with_deadline.__anext__(), left)
-        except TimeoutError:
-            return
